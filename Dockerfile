@@ -1,0 +1,10 @@
+# Image for the fleetgate worker / executor / CLI (used by docker-compose.yml).
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY gates ./gates
+COPY streams ./streams
+COPY schemas ./schemas
+COPY policies ./policies
+RUN pip install --no-cache-dir .
+ENTRYPOINT ["fleetgate"]

@@ -1,0 +1,57 @@
+# fleetgate — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv services stop status topics test test-unit demo lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create the virtualenv and install fleetgate with its dev tools
+
+services: ## start local Kafka (KRaft, Maven jars) and Redis; idempotent
+	scripts/services.sh start
+
+stop: ## stop the Kafka and Redis (and demo processes) this project started
+	-@scripts/demo.sh stop 2>/dev/null || true
+	scripts/services.sh stop
+
+status: ## show whether the services are up
+	@scripts/services.sh status
+
+topics: venv services ## create every topic (idempotent)
+	$(BIN)/fleetgate topics create
+
+test: venv services topics ## the whole test suite against the real broker and Redis
+	$(BIN)/python -m pytest
+
+test-unit: venv ## the pure tests only (no services)
+	$(BIN)/python -m pytest -m "not kafka and not redis"
+
+demo: venv services topics ## run the end-to-end demo (worker, executor, simulator)
+	scripts/demo.sh run
+
+lint: venv ## ruff, ruff format --check and mypy (strict on gates/)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: venv ## apply ruff formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: venv services topics ## run every benchmark (prints figures; not part of CI)
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean: stop ## stop services and remove caches, data and the virtualenv
+	rm -rf .cache $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,518 @@
+"""The per-partition role: fold device-keyed events into partial window aggregates.
+
+A :class:`PartialAggregator` sees the events of one input partition (devices are
+partitioned by device id), keeps compact per-device state and the aggregates of open
+windows, and on :meth:`PartialAggregator.flush` hands out the aggregates of windows
+the watermark has closed as :class:`WindowPartial` deltas.  Facts that only exist
+because time passed (ack timeouts, silence after an update, offline devices, devices
+expected to report, stage coverage) are derived at that point, *as of each window's
+end*.  A late event for an already-flushed window becomes a new delta for that window,
+marked late, on the next flush.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from gates.aggregates import VERSION_WIDE, CohortKey, WindowAggregate
+from gates.cohorts import Membership, RolloutInfo, attribute_tuple
+from gates.events import (
+    Ack,
+    AckStatus,
+    CommandKind,
+    DecodeErrorCount,
+    DeviceAttributes,
+    DeviceCommand,
+    RolloutPlan,
+    Telemetry,
+)
+from gates.partials import WindowPartial
+from gates.policy import GatePolicy
+
+__all__ = ["DeviceState", "Exposure", "PartialAggregator"]
+
+_PENDING, _COUNTED, _CLEARED = 0, 1, 2
+
+
+class Exposure:
+    """One device's progress through one rollout: commanded -> acked -> applied -> healthy."""
+
+    __slots__ = ("rollout_id", "stage", "commanded_at", "acked_at", "terminal_at", "applied_at",
+                 "healthy_at", "timeout_state", "silence_state")
+
+    def __init__(self, rollout_id: str, stage: int) -> None:
+        self.rollout_id = rollout_id
+        self.stage = stage
+        self.commanded_at: int | None = None
+        self.acked_at: int | None = None
+        self.terminal_at: int | None = None
+        self.applied_at: int | None = None
+        self.healthy_at: int | None = None
+        self.timeout_state = _PENDING
+        self.silence_state = _PENDING
+
+    def to_list(self) -> list[Any]:
+        return [self.rollout_id, self.stage, self.commanded_at, self.acked_at, self.terminal_at,
+                self.applied_at, self.healthy_at, self.timeout_state, self.silence_state]
+
+    @classmethod
+    def from_list(cls, v: list[Any]) -> Exposure:
+        e = cls(sys.intern(v[0]), v[1])
+        (e.commanded_at, e.acked_at, e.terminal_at, e.applied_at, e.healthy_at, e.timeout_state,
+         e.silence_state) = v[2:]
+        return e
+
+
+class DeviceState:
+    """Compact state of one device: report history as a bit mask, exposures, memberships."""
+
+    __slots__ = ("attrs", "gen", "memb", "first_seen", "hi", "rep", "exposures")
+
+    def __init__(self) -> None:
+        self.attrs: tuple[str, ...] | None = None
+        self.gen = -1
+        self.memb: tuple[Membership, ...] = ()
+        self.first_seen: int | None = None
+        self.hi = 0  # window index of bit 0 of ``rep``
+        self.rep = 0  # bit i set = reported in window ``hi - i``
+        self.exposures: tuple[Exposure, ...] = ()
+
+    def exposure(self, rollout_id: str) -> Exposure | None:
+        for e in self.exposures:
+            if e.rollout_id == rollout_id:
+                return e
+        return None
+
+    def reported_in(self, lo: int, hi: int) -> bool:
+        """Did the device report in any window with index in ``[lo, hi]``?"""
+        if self.rep == 0 or hi < lo:
+            return False
+        top = min(hi, self.hi)
+        if top < lo:
+            return False
+        chunk = self.rep >> (self.hi - top)
+        return bool(chunk & ((1 << (top - lo + 1)) - 1))
+
+
+def _min(a: int | None, b: int) -> int:
+    return b if a is None or b < a else a
+
+
+class PartialAggregator:
+    """Per-partition fold: ``step(events)`` then ``flush(watermark_ms) -> list[WindowPartial]``."""
+
+    def __init__(self, policy: GatePolicy, partition: int = 0) -> None:
+        self.policy = policy
+        self.partition = partition
+        self._w = policy.window_ms
+        self._skew = policy.clock_skew_ms
+        self._hist = policy.history_windows
+        self._hist_mask = (1 << self._hist) - 1
+        self.devices: dict[str, DeviceState] = {}
+        self.rollouts: dict[str, RolloutInfo] = {}
+        self._gen = 0
+        self._memb_cache: dict[tuple[str, int, int], Membership] = {}
+        self._keys: dict[tuple[str, int, str, bool], CohortKey] = {}
+        self._open: dict[int, dict[CohortKey, WindowAggregate]] = {}
+        self.closed = -(2**62)  # windows with index < closed have been flushed
+        self.sequence = 0
+        self.events_in = 0
+        self._flushed_events = 0
+        self._max_metrics = policy.max_metric_names
+        self._metric_names: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ events
+    def step(self, events: Iterable[object]) -> None:
+        """Fold a batch of canonical events into the partial state."""
+        for ev in events:
+            self.events_in += 1
+            if isinstance(ev, Telemetry):
+                self._telemetry(ev)
+            elif isinstance(ev, Ack):
+                self._ack(ev)
+            elif isinstance(ev, DeviceCommand):
+                self._command(ev)
+            elif isinstance(ev, DeviceAttributes):
+                self._attributes(ev)
+            elif isinstance(ev, RolloutPlan):
+                self.observe_plan(ev)
+            elif isinstance(ev, DecodeErrorCount):
+                self._decode(ev)
+
+    def observe_plan(self, plan: RolloutPlan) -> None:
+        old = self.rollouts.get(plan.rollout_id)
+        if old is not None and plan.updated_at_ms < old.plan.updated_at_ms:
+            return
+        info = RolloutInfo(plan)
+        self.rollouts[sys.intern(plan.rollout_id)] = info
+        if old is None or not old.same_cohorts(info):
+            self._gen += 1
+            self._memb_cache.clear()
+
+    def _device(self, device_id: str) -> DeviceState:
+        dev = self.devices.get(device_id)
+        if dev is None:
+            dev = self.devices[sys.intern(device_id)] = DeviceState()
+        if dev.gen != self._gen:
+            self._refresh(device_id, dev)
+        return dev
+
+    def _refresh(self, device_id: str, dev: DeviceState) -> None:
+        memb = []
+        for rid in sorted(self.rollouts):
+            info = self.rollouts[rid]
+            assigned, mask = info.classify(device_id, dev.attrs)
+            if mask:
+                ck = (rid, assigned, mask)
+                m = self._memb_cache.get(ck)
+                if m is None:
+                    m = self._memb_cache[ck] = Membership(info, assigned, mask)
+                memb.append(m)
+        dev.memb = tuple(memb)
+        dev.gen = self._gen
+
+    def _key(self, rid: str, cohort: int, version: str, base: bool) -> CohortKey:
+        k = (rid, cohort, version, base)
+        ck = self._keys.get(k)
+        if ck is None:
+            ck = self._keys[k] = CohortKey(rid, cohort, version, base)
+        return ck
+
+    def _agg(self, idx: int, key: CohortKey) -> WindowAggregate:
+        win = self._open.get(idx)
+        if win is None:
+            win = self._open[idx] = {}
+        agg = win.get(key)
+        if agg is None:
+            agg = win[key] = WindowAggregate()
+        return agg
+
+    def _treated_key(self, m: Membership, exp: Exposure | None) -> CohortKey:
+        info = m.rollout
+        stage = exp.stage if exp is not None and exp.stage >= 0 else m.treated_stage
+        return self._key(info.rollout_id, stage, info.target, False)
+
+    def _baseline_key(self, m: Membership) -> CohortKey:
+        info = m.rollout
+        return self._key(info.rollout_id, m.mask, info.previous, True)
+
+    def _time(self, event_ms: int, ingest_ms: int) -> tuple[int, bool]:
+        if event_ms - ingest_ms > self._skew or ingest_ms - event_ms > self._skew:
+            return ingest_ms, True
+        return event_ms, False
+
+    def _move(self, key: CohortKey, field: str, old: int | None, new: int) -> None:
+        """Re-attribute a first-time funnel transition when an earlier event turns up."""
+        w = self._w
+        if old is not None:
+            a = self._agg(old // w, key)
+            setattr(a, field, getattr(a, field) - 1)
+        a = self._agg(new // w, key)
+        setattr(a, field, getattr(a, field) + 1)
+
+    def _telemetry(self, ev: Telemetry) -> None:
+        t, skewed = self._time(ev.event_time_ms, ev.ingest_time_ms)
+        w = self._w
+        idx = t // w
+        dev = self._device(ev.device_id)
+        # report history (exact distinct-devices-per-window, also for out-of-order events)
+        new_bit = False
+        if dev.rep == 0 or idx > dev.hi:
+            shift = idx - dev.hi if dev.rep else 0
+            dev.rep = ((dev.rep << shift) | 1) & self._hist_mask if shift < self._hist else 1
+            dev.hi = idx
+            new_bit = True
+        elif dev.hi - idx < self._hist:
+            bit = 1 << (dev.hi - idx)
+            if not dev.rep & bit:
+                dev.rep |= bit
+                new_bit = True
+        if dev.first_seen is None or t < dev.first_seen:
+            dev.first_seen = t
+        late = idx < self.closed
+        for m in dev.memb:
+            info = m.rollout
+            version = ev.firmware_version if info.firmware else ev.config_version
+            exp = None
+            if version == info.target:
+                exp = dev.exposure(info.rollout_id)
+                key = self._treated_key(m, exp)
+            elif version == info.previous:
+                key = self._baseline_key(m)
+            else:
+                continue
+            agg = self._agg(idx, key)
+            agg.reports += 1
+            if ev.reconnects:
+                agg.reconnects += ev.reconnects
+            if ev.errors:
+                agg.errors += ev.errors
+            if ev.rebooted:
+                agg.reboots += 1
+            if ev.command_latency_ms is not None:
+                if agg.latency is None:
+                    from gates.sketch import DDSketch
+
+                    agg.latency = DDSketch(self.policy.sketch_alpha)
+                agg.latency.add(ev.command_latency_ms)
+            if ev.metrics:
+                pres = agg.presence
+                for name in ev.metrics:
+                    pres[name] = pres.get(name, 0) + 1 if name in self._metric_names or self._admit(
+                        name) else pres.get(name, 0)
+                    if name not in self._metric_names:
+                        agg.metrics_dropped += 1
+            if skewed:
+                agg.clock_skew += 1
+            if late:
+                agg.late_events += 1
+                if new_bit:
+                    self._late_reporting(dev, m, idx)
+            if exp is not None or version == info.target:
+                self._target_seen(dev, m, exp, t, ev.rebooted)
+
+    def _admit(self, name: str) -> bool:
+        if len(self._metric_names) >= self._max_metrics:
+            return False
+        self._metric_names[name] = sys.intern(name)
+        return True
+
+    def _late_reporting(self, dev: DeviceState, m: Membership, idx: int) -> None:
+        """A late report set a new bit for an already-closed window: fix its ``reporting``."""
+        e = (idx + 1) * self._w
+        exp = dev.exposure(m.rollout.rollout_id)
+        applied = exp is not None and exp.applied_at is not None and exp.applied_at < e
+        agg = self._agg(idx, self._treated_key(m, exp) if applied else self._baseline_key(m))
+        agg.reporting += 1
+        profile = dev.attrs[5] if dev.attrs is not None else "always-on"
+        agg.profile_reporting[profile] = agg.profile_reporting.get(profile, 0) + 1
+
+    def _exposure(self, dev: DeviceState, rid: str, stage: int) -> Exposure:
+        exp = dev.exposure(rid)
+        if exp is None:
+            exp = Exposure(sys.intern(rid), stage)
+            dev.exposures = (*dev.exposures, exp)
+        return exp
+
+    def _membership(self, dev: DeviceState, rid: str) -> Membership | None:
+        for m in dev.memb:
+            if m.rollout.rollout_id == rid:
+                return m
+        return None
+
+    def _target_seen(self, dev: DeviceState, m: Membership, exp: Exposure | None, t: int,
+                     rebooted: bool) -> None:
+        rid = m.rollout.rollout_id
+        if exp is None:
+            exp = self._exposure(dev, rid, m.treated_stage)
+        key = self._treated_key(m, exp)
+        if exp.applied_at is None or t < exp.applied_at:
+            self._move(key, "applied", exp.applied_at, t)
+            exp.applied_at = t
+        if not rebooted and (exp.healthy_at is None or t < exp.healthy_at):
+            self._move(key, "healthy", exp.healthy_at, t)
+            exp.healthy_at = t
+        if exp.silence_state == _COUNTED and exp.applied_at is not None:
+            deadline = exp.applied_at + self._profile(dev).silence_grace_ms
+            if t <= deadline:
+                a = self._agg(deadline // self._w, key)
+                a.silence_suspects -= 1
+                exp.silence_state = _CLEARED
+
+    def _profile_name(self, dev: DeviceState) -> str:
+        return dev.attrs[5] if dev.attrs is not None else "always-on"
+
+    def _profile(self, dev: DeviceState) -> Any:
+        return self.policy.profile(self._profile_name(dev))
+
+    def _ack(self, ev: Ack) -> None:
+        t, skewed = self._time(ev.event_time_ms, ev.ingest_time_ms)
+        dev = self._device(ev.device_id)
+        rid = ev.rollout_id
+        if rid is None:
+            if not dev.exposures:
+                return
+            rid = dev.exposures[-1].rollout_id
+        m = self._membership(dev, rid)
+        exp = dev.exposure(rid)
+        if exp is None:
+            exp = self._exposure(dev, rid, m.treated_stage if m is not None else 0)
+        info = self.rollouts.get(rid)
+        version = info.target if info is not None else (ev.target_version or "")
+        key = self._key(rid, exp.stage, version, False)
+        idx = t // self._w
+        agg = self._agg(idx, key)
+        status = ev.status
+        agg.ack_status[status.value] = agg.ack_status.get(status.value, 0) + 1
+        if skewed:
+            agg.clock_skew += 1
+        if idx < self.closed:
+            agg.late_events += 1
+        if exp.acked_at is None or t < exp.acked_at:
+            self._move(key, "acked", exp.acked_at, t)
+            exp.acked_at = t
+        if status.terminal:
+            agg.terminal += 1
+            if status.failure:
+                agg.failures += 1
+            exp.terminal_at = _min(exp.terminal_at, t)
+            if exp.timeout_state == _COUNTED and exp.commanded_at is not None:
+                deadline = exp.commanded_at + self._profile(dev).ack_timeout_ms
+                if t < deadline:
+                    a = self._agg(deadline // self._w, key)
+                    a.ack_timeouts -= 1
+                    exp.timeout_state = _CLEARED
+        if status is AckStatus.APPLIED and (exp.applied_at is None or t < exp.applied_at):
+            self._move(key, "applied", exp.applied_at, t)
+            exp.applied_at = t
+
+    def _command(self, ev: DeviceCommand) -> None:
+        if ev.kind is not CommandKind.UPDATE:
+            return
+        dev = self._device(ev.device_id)
+        exp = self._exposure(dev, ev.rollout_id, ev.stage)
+        if exp.stage < 0 or exp.commanded_at is None:
+            exp.stage = ev.stage
+        info = self.rollouts.get(ev.rollout_id)
+        key = self._key(ev.rollout_id, exp.stage, info.target if info else ev.target_version, False)
+        t = ev.issued_at_ms
+        if t // self._w < self.closed:
+            self._agg(t // self._w, key).late_events += 1
+        if exp.commanded_at is None or t < exp.commanded_at:
+            self._move(key, "commanded", exp.commanded_at, t)
+            exp.commanded_at = t
+
+    def _attributes(self, ev: DeviceAttributes) -> None:
+        dev = self.devices.get(ev.device_id)
+        if dev is None:
+            dev = self.devices[sys.intern(ev.device_id)] = DeviceState()
+        dev.attrs = tuple(sys.intern(v) for v in attribute_tuple(ev))
+        self._refresh(ev.device_id, dev)
+
+    def _decode(self, ev: DecodeErrorCount) -> None:
+        idx = ev.window_start_ms // self._w
+        for rid in sorted(self.rollouts):
+            info = self.rollouts[rid]
+            if ev.firmware_version in (info.target, info.previous):
+                base = ev.firmware_version != info.target
+                agg = self._agg(idx, self._key(rid, VERSION_WIDE, ev.firmware_version, base))
+                agg.decode_errors += ev.count
+                if idx < self.closed:
+                    agg.late_events += 1
+
+    # ------------------------------------------------------------------ flush
+    def flush(self, watermark_ms: int) -> list[WindowPartial]:
+        """Close the windows ending at or before ``watermark_ms`` and emit their partials."""
+        new_closed = watermark_ms // self._w
+        if new_closed > self.closed:
+            lo = max(self.closed, new_closed - self.policy.lookback_windows - 1)
+            if self.closed == -(2**62):
+                lo = min([i for i in self._open if i >= new_closed - self.policy.lookback_windows - 1]
+                         + [new_closed - 1])
+            self._snapshot_windows(range(lo, new_closed))
+            self._derive_deadlines(new_closed * self._w)
+            old_closed = self.closed
+            self.closed = new_closed
+        else:
+            old_closed = self.closed
+        out: list[WindowPartial] = []
+        by_rollout: dict[tuple[str, int], dict[CohortKey, WindowAggregate]] = {}
+        for idx in sorted(i for i in self._open if i < self.closed):
+            for key, agg in self._open.pop(idx).items():
+                if not agg.is_empty():
+                    by_rollout.setdefault((key.rollout_id, idx), {})[key] = agg
+        for (rid, idx), aggs in sorted(by_rollout.items()):
+            self.sequence += 1
+            out.append(WindowPartial(
+                source_partition=self.partition,
+                sequence=self.sequence,
+                rollout_id=rid,
+                window_start_ms=idx * self._w,
+                window_end_ms=(idx + 1) * self._w,
+                late=idx < old_closed,
+                watermark_ms=watermark_ms,
+                input_from=self._flushed_events,
+                input_to=self.events_in,
+                aggregates=dict(sorted(aggs.items())),
+            ))
+        self._flushed_events = self.events_in
+        return out
+
+    def _snapshot_windows(self, windows: range) -> None:
+        """Window-end snapshots: population, expected, reporting, offline, coverage."""
+        w = self._w
+        pol = self.policy
+        cache: dict[str, tuple[int, int]] = {}
+        for dev in self.devices.values():
+            if dev.gen != self._gen:
+                self._refresh_any(dev)
+            if not dev.memb:
+                continue
+            pname = dev.attrs[5] if dev.attrs is not None else "always-on"
+            pk = cache.get(pname)
+            if pk is None:
+                interval = pol.profile(pname).report_interval_ms
+                pk = cache[pname] = (min(1000, 1000 * w // interval),
+                                     math.ceil(pol.offline_factor * interval / w))
+            weight, k_windows = pk
+            for m in dev.memb:
+                exp = dev.exposure(m.rollout.rollout_id) if dev.exposures else None
+                for idx in windows:
+                    e = (idx + 1) * w
+                    applied = exp is not None and exp.applied_at is not None and exp.applied_at < e
+                    tkey = self._treated_key(m, exp)
+                    agg = self._agg(idx, tkey if applied else self._baseline_key(m))
+                    agg.population += 1
+                    agg.expected_milli += weight
+                    agg.profile_expected[pname] = agg.profile_expected.get(pname, 0) + weight
+                    if dev.reported_in(idx, idx):
+                        agg.reporting += 1
+                        agg.profile_reporting[pname] = agg.profile_reporting.get(pname, 0) + 1
+                    if (dev.first_seen is not None and dev.first_seen < e - k_windows * w
+                            and not dev.reported_in(idx - k_windows + 1, idx)):
+                        agg.offline += 1
+                    if m.assigned >= 0:
+                        sagg = agg if applied else self._agg(idx, tkey)
+                        sagg.stage_devices += 1
+                        if applied and exp is not None and exp.healthy_at is not None and exp.healthy_at < e:
+                            sagg.stage_healthy += 1
+
+    def _refresh_any(self, dev: DeviceState) -> None:
+        for device_id, d in self.devices.items():  # pragma: no cover - rare: plan changed mid-flush
+            if d is dev:
+                self._refresh(device_id, d)
+                return
+
+    def _derive_deadlines(self, closed_end: int) -> None:
+        """Ack timeouts and silence-after-update suspects whose deadline has closed."""
+        w = self._w
+        for dev in self.devices.values():
+            if not dev.exposures:
+                continue
+            prof = None
+            for exp in dev.exposures:
+                if exp.timeout_state == _PENDING and exp.commanded_at is not None:
+                    prof = prof or self._profile(dev)
+                    deadline = exp.commanded_at + prof.ack_timeout_ms
+                    if deadline < closed_end:
+                        if exp.terminal_at is None or exp.terminal_at >= deadline:
+                            self._agg(deadline // w, self._exp_key(exp)).ack_timeouts += 1
+                            exp.timeout_state = _COUNTED
+                        else:
+                            exp.timeout_state = _CLEARED
+                if exp.silence_state == _PENDING and exp.applied_at is not None:
+                    prof = prof or self._profile(dev)
+                    deadline = exp.applied_at + prof.silence_grace_ms
+                    if deadline < closed_end:
+                        if exp.healthy_at is None or exp.healthy_at > deadline:
+                            self._agg(deadline // w, self._exp_key(exp)).silence_suspects += 1
+                            exp.silence_state = _COUNTED
+                        else:
+                            exp.silence_state = _CLEARED
+
+    def _exp_key(self, exp: Exposure) -> CohortKey:
+        info = self.rollouts.get(exp.rollout_id)
+        return self._key(exp.rollout_id, exp.stage, info.target if info else "", False)

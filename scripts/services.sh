@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Local Kafka (single-node KRaft, real Apache jars from Maven Central) and Redis, no Docker.
+#
+#   scripts/services.sh start|stop|status
+#
+# Idempotent: a service already answering on its port is left alone. `stop` stops only
+# the processes this script started (pid files under $FLEETGATE_RUN). Logs: $FLEETGATE_RUN/*.log
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${FLEETGATE_CACHE:-$ROOT/.cache}"
+RUN="${FLEETGATE_RUN:-$CACHE/run}"
+KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/scripts/kafka-pom.xml")"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+REDIS_PORT="${REDIS_PORT:-6379}"
+KAFKA_HEAP="${KAFKA_HEAP:-768m}"
+LIB="$CACHE/kafka/lib-$KAFKA_VERSION"
+KAFKA_DATA="$RUN/kafka-data-$KAFKA_PORT"
+
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || die "$1 is missing. $2"
+}
+
+resolve_kafka_jars() {
+  if [ -f "$LIB/kafka_2.13-$KAFKA_VERSION.jar" ] && ls "$LIB"/slf4j-simple-*.jar >/dev/null 2>&1; then
+    return
+  fi
+  need java "Install a Java 17+ runtime (Debian: apt-get install -y openjdk-17-jre-headless)."
+  need mvn "Install Maven (Debian: apt-get install -y maven); it fetches the Kafka jars from Maven Central."
+  log "resolving Apache Kafka $KAFKA_VERSION jars from Maven Central into $LIB"
+  mkdir -p "$LIB"
+  mvn -q -B -f "$ROOT/scripts/kafka-pom.xml" -Dmaven.repo.local="$CACHE/m2" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIB" \
+    || die "maven could not resolve org.apache.kafka:kafka_2.13:$KAFKA_VERSION (see output above)"
+}
+
+write_kafka_config() {
+  mkdir -p "$RUN"
+  cat >"$RUN/server-$KAFKA_PORT.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$KAFKA_DATA
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+min.insync.replicas=1
+default.replication.factor=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+log.retention.hours=168
+log.segment.bytes=67108864
+PROPS
+}
+
+start_kafka() {
+  if port_open "$KAFKA_PORT"; then
+    log "kafka: something already listens on 127.0.0.1:$KAFKA_PORT, leaving it"
+    return
+  fi
+  resolve_kafka_jars
+  need java "Install a Java 17+ runtime (Debian: apt-get install -y openjdk-17-jre-headless)."
+  write_kafka_config
+  local cfg="$RUN/server-$KAFKA_PORT.properties"
+  if [ ! -f "$KAFKA_DATA/meta.properties" ]; then
+    local cluster_id
+    cluster_id="$(java -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
+    log "kafka: formatting KRaft storage $KAFKA_DATA (cluster $cluster_id)"
+    java -cp "$LIB/*" kafka.tools.StorageTool format -t "$cluster_id" -c "$cfg" --ignore-formatted \
+      >"$RUN/kafka-format.log" 2>&1 || die "kafka storage format failed, see $RUN/kafka-format.log"
+  fi
+  log "kafka: starting Apache Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (log $RUN/kafka-$KAFKA_PORT.log)"
+  nohup java -Xms256m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dorg.slf4j.simpleLogger.defaultLogLevel=info \
+    -Dorg.slf4j.simpleLogger.log.kafka.log=warn -Dorg.slf4j.simpleLogger.log.state.change.logger=warn \
+    -Dorg.slf4j.simpleLogger.showDateTime=true \
+    -cp "$LIB/*" kafka.Kafka "$cfg" >"$RUN/kafka-$KAFKA_PORT.log" 2>&1 &
+  echo $! >"$RUN/kafka-$KAFKA_PORT.pid"
+}
+
+wait_kafka() {
+  # Ready means: the broker answers a metadata request, not merely that the port is open.
+  local deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-120}))
+  while [ $SECONDS -lt $deadline ]; do
+    if port_open "$KAFKA_PORT" && java -cp "$LIB/*" -Dorg.slf4j.simpleLogger.defaultLogLevel=error \
+      kafka.admin.BrokerApiVersionsCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1; then
+      log "kafka: ready on 127.0.0.1:$KAFKA_PORT"
+      return
+    fi
+    if [ -f "$RUN/kafka-$KAFKA_PORT.pid" ] && ! pid_alive "$RUN/kafka-$KAFKA_PORT.pid"; then
+      tail -n 30 "$RUN/kafka-$KAFKA_PORT.log" >&2 || true
+      die "kafka exited during start-up, see $RUN/kafka-$KAFKA_PORT.log"
+    fi
+    sleep 1
+  done
+  die "kafka did not answer metadata requests on 127.0.0.1:$KAFKA_PORT in time, see $RUN/kafka-$KAFKA_PORT.log"
+}
+
+redis_binary() {
+  if command -v redis-server >/dev/null 2>&1; then command -v redis-server; return; fi
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    log "redis: installing Debian's redis-server"
+    (apt-get install -y -qq redis-server >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq redis-server >/dev/null 2>&1; }) \
+      || die "apt-get could not install redis-server"
+    command -v redis-server; return
+  fi
+  die "redis-server is missing: install it (Debian: apt-get install -y redis-server) or set REDIS_URL to a running Redis"
+}
+
+start_redis() {
+  if port_open "$REDIS_PORT"; then
+    log "redis: something already listens on 127.0.0.1:$REDIS_PORT, leaving it"
+    return
+  fi
+  local bin
+  bin="$(redis_binary)"
+  mkdir -p "$RUN/redis-$REDIS_PORT"
+  log "redis: starting $($bin --version | awk '{print $3}') on 127.0.0.1:$REDIS_PORT (log $RUN/redis-$REDIS_PORT.log)"
+  "$bin" --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$RUN/redis-$REDIS_PORT" --daemonize yes \
+    --pidfile "$RUN/redis-$REDIS_PORT.pid" --logfile "$RUN/redis-$REDIS_PORT.log" \
+    --save "" --appendonly no >/dev/null
+  local deadline=$((SECONDS + 20))
+  until port_open "$REDIS_PORT"; do
+    [ $SECONDS -lt $deadline ] || die "redis did not start, see $RUN/redis-$REDIS_PORT.log"
+    sleep 0.2
+  done
+  log "redis: ready on 127.0.0.1:$REDIS_PORT"
+}
+
+stop_pidfile() {
+  local name="$1" pidfile="$2"
+  if pid_alive "$pidfile"; then
+    local pid
+    pid="$(cat "$pidfile")"
+    log "$name: stopping pid $pid"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+case "${1:-}" in
+  start)
+    mkdir -p "$RUN"
+    start_redis
+    start_kafka
+    wait_kafka
+    ;;
+  stop)
+    stop_pidfile kafka "$RUN/kafka-$KAFKA_PORT.pid"
+    stop_pidfile redis "$RUN/redis-$REDIS_PORT.pid"
+    ;;
+  status)
+    port_open "$KAFKA_PORT" && echo "kafka: up on $KAFKA_PORT" || echo "kafka: down"
+    port_open "$REDIS_PORT" && echo "redis: up on $REDIS_PORT" || echo "redis: down"
+    ;;
+  kafka-version)
+    echo "$KAFKA_VERSION"
+    ;;
+  *)
+    echo "usage: $0 start|stop|status|kafka-version" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,65 @@
+"""Every topic fleetgate uses, with partitions, retention and cleanup policy, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.config import Settings
+
+__all__ = ["TOPICS", "TopicSpec", "create_topics", "topic_names"]
+
+_DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str  # without the configurable prefix
+    partitions: int
+    retention_ms: int  # -1 keeps forever
+    cleanup_policy: str = "delete"
+    purpose: str = ""
+
+    def config(self) -> dict[str, str]:
+        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy}
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec("telemetry", 12, 7 * _DAY_MS, purpose="device telemetry, every payload generation (key: device id)"),
+    TopicSpec("acks", 12, 14 * _DAY_MS, purpose="device acknowledgements of commands (key: device id)"),
+    TopicSpec("device-commands", 6, 30 * _DAY_MS, purpose="update/rollback commands (key: device id)"),
+    TopicSpec("rollouts", 1, -1, "compact", "rollout plans, latest per rollout (key: rollout id)"),
+    TopicSpec("rollout-control", 3, -1, purpose="gate and operator decisions, executors obey (key: rollout id)"),
+    TopicSpec("cohort-health", 3, 30 * _DAY_MS, purpose="per-window cohort health snapshots (key: rollout id)"),
+    TopicSpec("deadletter", 3, 30 * _DAY_MS, purpose="undecodable input with its reason (key: source topic)"),
+)
+
+
+def topic_names(settings: Settings) -> list[str]:
+    return [settings.topic(t.name) for t in TOPICS]
+
+
+def create_topics(settings: Settings, specs: Iterable[TopicSpec] = TOPICS, timeout_s: float = 30.0) -> dict[str, str]:
+    """Create missing topics; existing ones are left alone. Returns name -> 'created'|'exists'."""
+    admin = AdminClient(settings.kafka_client_config())
+    wanted = {settings.topic(s.name): s for s in specs}
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    result = {name: "exists" for name in wanted if name in existing}
+    new = [
+        NewTopic(name, num_partitions=s.partitions, replication_factor=settings.replication_factor, config=s.config())
+        for name, s in wanted.items()
+        if name not in existing
+    ]
+    if new:
+        for name, future in admin.create_topics(new, operation_timeout=timeout_s).items():
+            try:
+                future.result()
+                result[name] = "created"
+            except KafkaException as exc:
+                if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                    raise
+                result[name] = "exists"
+    return result
