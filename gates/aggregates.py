@@ -66,8 +66,7 @@ COUNT_FIELDS = (
 class WindowAggregate:
     """The numbers of one cohort key in one window (or a delta of them)."""
 
-    __slots__ = (*COUNT_FIELDS, "ack_status", "presence", "profile_reporting", "profile_expected",
-                 "latency")
+    __slots__ = (*COUNT_FIELDS, "ack_status", "presence", "profile_reporting", "profile_expected", "latency")
 
     def __init__(self) -> None:
         for f in COUNT_FIELDS:
@@ -107,9 +106,12 @@ class WindowAggregate:
             v = getattr(other, f)
             if v:
                 setattr(self, f, getattr(self, f) + v)
-        for mine, theirs in ((self.ack_status, other.ack_status), (self.presence, other.presence),
-                             (self.profile_reporting, other.profile_reporting),
-                             (self.profile_expected, other.profile_expected)):
+        for mine, theirs in (
+            (self.ack_status, other.ack_status),
+            (self.presence, other.presence),
+            (self.profile_reporting, other.profile_reporting),
+            (self.profile_expected, other.profile_expected),
+        ):
             for k, v in theirs.items():
                 mine[k] = mine.get(k, 0) + v
         if other.latency is not None:
@@ -118,9 +120,14 @@ class WindowAggregate:
             self.latency.merge(other.latency)
 
     def is_empty(self) -> bool:
-        return (not any(getattr(self, f) for f in COUNT_FIELDS) and not self.ack_status
-                and not self.presence and not self.profile_reporting and not self.profile_expected
-                and self.latency is None)
+        return (
+            not any(getattr(self, f) for f in COUNT_FIELDS)
+            and not self.ack_status
+            and not self.presence
+            and not self.profile_reporting
+            and not self.profile_expected
+            and self.latency is None
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {f: getattr(self, f) for f in COUNT_FIELDS if getattr(self, f)}

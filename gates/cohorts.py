@@ -34,8 +34,7 @@ _DEFAULT_ATTRS = attribute_tuple(DeviceAttributes(device_id=""))
 class RolloutInfo:
     """The parts of a rollout plan the engine needs, with selectors pre-indexed."""
 
-    __slots__ = ("rollout_id", "target", "previous", "firmware", "selectors", "percents", "plan",
-                 "n_stages")
+    __slots__ = ("rollout_id", "target", "previous", "firmware", "selectors", "percents", "plan", "n_stages")
 
     def __init__(self, plan: RolloutPlan) -> None:
         self.plan = plan
@@ -45,15 +44,23 @@ class RolloutInfo:
         self.firmware = plan.target_kind is TargetKind.FIRMWARE
         self.n_stages = len(plan.stages)
         self.selectors: list[list[tuple[int, frozenset[str]]]] = [
-            [(ATTRIBUTE_NAMES.index(k), frozenset(v)) for k, v in sorted(s.selector.items())
-             if k in ATTRIBUTE_NAMES]
+            [
+                (ATTRIBUTE_NAMES.index(k), frozenset(v))
+                for k, v in sorted(s.selector.items())
+                if k in ATTRIBUTE_NAMES
+            ]
             for s in plan.stages
         ]
         self.percents = [round(s.percent * 100) for s in plan.stages]
 
     def same_cohorts(self, other: RolloutInfo) -> bool:
         return (self.target, self.previous, self.firmware, self.selectors, self.percents) == (
-            other.target, other.previous, other.firmware, other.selectors, other.percents)
+            other.target,
+            other.previous,
+            other.firmware,
+            other.selectors,
+            other.percents,
+        )
 
     def classify(self, device_id: str, attrs: Sequence[str] | None) -> tuple[int, int]:
         """``(assigned stage or -1, selector mask)`` of one device."""
@@ -75,7 +82,7 @@ class RolloutInfo:
 class Membership:
     """One device's place in one rollout (shared between devices with the same place)."""
 
-    __slots__ = ("rollout", "assigned", "mask", "treated_stage")
+    __slots__ = ("rollout", "assigned", "mask", "treated_stage", "keys")
 
     def __init__(self, rollout: RolloutInfo, assigned: int, mask: int) -> None:
         self.rollout = rollout
@@ -83,3 +90,4 @@ class Membership:
         self.mask = mask
         # stage a device counts under once it runs the target without a command naming one
         self.treated_stage = assigned if assigned >= 0 else (mask & -mask).bit_length() - 1
+        self.keys: dict[int, object] = {}  # cohort -> CohortKey, filled by the aggregator

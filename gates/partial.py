@@ -19,6 +19,7 @@ from typing import Any
 
 from gates.aggregates import VERSION_WIDE, CohortKey, WindowAggregate
 from gates.cohorts import Membership, RolloutInfo, attribute_tuple
+from gates.devices import CLEARED, COUNTED, PENDING, DeviceState, Exposure
 from gates.events import (
     Ack,
     AckStatus,
@@ -29,72 +30,11 @@ from gates.events import (
     RolloutPlan,
     Telemetry,
 )
-from gates.partials import WindowPartial
 from gates.policy import GatePolicy
+from gates.sketch import DDSketch
+from gates.wire import WindowPartial
 
 __all__ = ["DeviceState", "Exposure", "PartialAggregator"]
-
-_PENDING, _COUNTED, _CLEARED = 0, 1, 2
-
-
-class Exposure:
-    """One device's progress through one rollout: commanded -> acked -> applied -> healthy."""
-
-    __slots__ = ("rollout_id", "stage", "commanded_at", "acked_at", "terminal_at", "applied_at",
-                 "healthy_at", "timeout_state", "silence_state")
-
-    def __init__(self, rollout_id: str, stage: int) -> None:
-        self.rollout_id = rollout_id
-        self.stage = stage
-        self.commanded_at: int | None = None
-        self.acked_at: int | None = None
-        self.terminal_at: int | None = None
-        self.applied_at: int | None = None
-        self.healthy_at: int | None = None
-        self.timeout_state = _PENDING
-        self.silence_state = _PENDING
-
-    def to_list(self) -> list[Any]:
-        return [self.rollout_id, self.stage, self.commanded_at, self.acked_at, self.terminal_at,
-                self.applied_at, self.healthy_at, self.timeout_state, self.silence_state]
-
-    @classmethod
-    def from_list(cls, v: list[Any]) -> Exposure:
-        e = cls(sys.intern(v[0]), v[1])
-        (e.commanded_at, e.acked_at, e.terminal_at, e.applied_at, e.healthy_at, e.timeout_state,
-         e.silence_state) = v[2:]
-        return e
-
-
-class DeviceState:
-    """Compact state of one device: report history as a bit mask, exposures, memberships."""
-
-    __slots__ = ("attrs", "gen", "memb", "first_seen", "hi", "rep", "exposures")
-
-    def __init__(self) -> None:
-        self.attrs: tuple[str, ...] | None = None
-        self.gen = -1
-        self.memb: tuple[Membership, ...] = ()
-        self.first_seen: int | None = None
-        self.hi = 0  # window index of bit 0 of ``rep``
-        self.rep = 0  # bit i set = reported in window ``hi - i``
-        self.exposures: tuple[Exposure, ...] = ()
-
-    def exposure(self, rollout_id: str) -> Exposure | None:
-        for e in self.exposures:
-            if e.rollout_id == rollout_id:
-                return e
-        return None
-
-    def reported_in(self, lo: int, hi: int) -> bool:
-        """Did the device report in any window with index in ``[lo, hi]``?"""
-        if self.rep == 0 or hi < lo:
-            return False
-        top = min(hi, self.hi)
-        if top < lo:
-            return False
-        chunk = self.rep >> (self.hi - top)
-        return bool(chunk & ((1 << (top - lo + 1)) - 1))
 
 
 def _min(a: int | None, b: int) -> int:
@@ -191,13 +131,19 @@ class PartialAggregator:
         return agg
 
     def _treated_key(self, m: Membership, exp: Exposure | None) -> CohortKey:
-        info = m.rollout
         stage = exp.stage if exp is not None and exp.stage >= 0 else m.treated_stage
-        return self._key(info.rollout_id, stage, info.target, False)
+        key = m.keys.get(stage)
+        if key is None:
+            info = m.rollout
+            key = m.keys[stage] = self._key(info.rollout_id, stage, info.target, False)
+        return key  # type: ignore[return-value]
 
     def _baseline_key(self, m: Membership) -> CohortKey:
-        info = m.rollout
-        return self._key(info.rollout_id, m.mask, info.previous, True)
+        key = m.keys.get(-2)  # -2: the baseline slot (stage cohorts are >= 0)
+        if key is None:
+            info = m.rollout
+            key = m.keys[-2] = self._key(info.rollout_id, m.mask, info.previous, True)
+        return key  # type: ignore[return-value]
 
     def _time(self, event_ms: int, ingest_ms: int) -> tuple[int, bool]:
         if event_ms - ingest_ms > self._skew or ingest_ms - event_ms > self._skew:
@@ -254,16 +200,15 @@ class PartialAggregator:
                 agg.reboots += 1
             if ev.command_latency_ms is not None:
                 if agg.latency is None:
-                    from gates.sketch import DDSketch
-
                     agg.latency = DDSketch(self.policy.sketch_alpha)
                 agg.latency.add(ev.command_latency_ms)
             if ev.metrics:
                 pres = agg.presence
+                names = self._metric_names
                 for name in ev.metrics:
-                    pres[name] = pres.get(name, 0) + 1 if name in self._metric_names or self._admit(
-                        name) else pres.get(name, 0)
-                    if name not in self._metric_names:
+                    if name in names or self._admit(name):
+                        pres[name] = pres.get(name, 0) + 1
+                    else:
                         agg.metrics_dropped += 1
             if skewed:
                 agg.clock_skew += 1
@@ -271,7 +216,7 @@ class PartialAggregator:
                 agg.late_events += 1
                 if new_bit:
                     self._late_reporting(dev, m, idx)
-            if exp is not None or version == info.target:
+            if version == info.target:
                 self._target_seen(dev, m, exp, t, ev.rebooted)
 
     def _admit(self, name: str) -> bool:
@@ -303,8 +248,9 @@ class PartialAggregator:
                 return m
         return None
 
-    def _target_seen(self, dev: DeviceState, m: Membership, exp: Exposure | None, t: int,
-                     rebooted: bool) -> None:
+    def _target_seen(
+        self, dev: DeviceState, m: Membership, exp: Exposure | None, t: int, rebooted: bool
+    ) -> None:
         rid = m.rollout.rollout_id
         if exp is None:
             exp = self._exposure(dev, rid, m.treated_stage)
@@ -315,12 +261,12 @@ class PartialAggregator:
         if not rebooted and (exp.healthy_at is None or t < exp.healthy_at):
             self._move(key, "healthy", exp.healthy_at, t)
             exp.healthy_at = t
-        if exp.silence_state == _COUNTED and exp.applied_at is not None:
+        if exp.silence_state == COUNTED and exp.applied_at is not None:
             deadline = exp.applied_at + self._profile(dev).silence_grace_ms
             if t <= deadline:
                 a = self._agg(deadline // self._w, key)
                 a.silence_suspects -= 1
-                exp.silence_state = _CLEARED
+                exp.silence_state = CLEARED
 
     def _profile_name(self, dev: DeviceState) -> str:
         return dev.attrs[5] if dev.attrs is not None else "always-on"
@@ -359,12 +305,12 @@ class PartialAggregator:
             if status.failure:
                 agg.failures += 1
             exp.terminal_at = _min(exp.terminal_at, t)
-            if exp.timeout_state == _COUNTED and exp.commanded_at is not None:
+            if exp.timeout_state == COUNTED and exp.commanded_at is not None:
                 deadline = exp.commanded_at + self._profile(dev).ack_timeout_ms
                 if t < deadline:
                     a = self._agg(deadline // self._w, key)
                     a.ack_timeouts -= 1
-                    exp.timeout_state = _CLEARED
+                    exp.timeout_state = CLEARED
         if status is AckStatus.APPLIED and (exp.applied_at is None or t < exp.applied_at):
             self._move(key, "applied", exp.applied_at, t)
             exp.applied_at = t
@@ -410,8 +356,10 @@ class PartialAggregator:
         if new_closed > self.closed:
             lo = max(self.closed, new_closed - self.policy.lookback_windows - 1)
             if self.closed == -(2**62):
-                lo = min([i for i in self._open if i >= new_closed - self.policy.lookback_windows - 1]
-                         + [new_closed - 1])
+                lo = min(
+                    [i for i in self._open if i >= new_closed - self.policy.lookback_windows - 1]
+                    + [new_closed - 1]
+                )
             self._snapshot_windows(range(lo, new_closed))
             self._derive_deadlines(new_closed * self._w)
             old_closed = self.closed
@@ -426,18 +374,20 @@ class PartialAggregator:
                     by_rollout.setdefault((key.rollout_id, idx), {})[key] = agg
         for (rid, idx), aggs in sorted(by_rollout.items()):
             self.sequence += 1
-            out.append(WindowPartial(
-                source_partition=self.partition,
-                sequence=self.sequence,
-                rollout_id=rid,
-                window_start_ms=idx * self._w,
-                window_end_ms=(idx + 1) * self._w,
-                late=idx < old_closed,
-                watermark_ms=watermark_ms,
-                input_from=self._flushed_events,
-                input_to=self.events_in,
-                aggregates=dict(sorted(aggs.items())),
-            ))
+            out.append(
+                WindowPartial(
+                    source_partition=self.partition,
+                    sequence=self.sequence,
+                    rollout_id=rid,
+                    window_start_ms=idx * self._w,
+                    window_end_ms=(idx + 1) * self._w,
+                    late=idx < old_closed,
+                    watermark_ms=watermark_ms,
+                    input_from=self._flushed_events,
+                    input_to=self.events_in,
+                    aggregates=dict(sorted(aggs.items())),
+                )
+            )
         self._flushed_events = self.events_in
         return out
 
@@ -446,17 +396,19 @@ class PartialAggregator:
         w = self._w
         pol = self.policy
         cache: dict[str, tuple[int, int]] = {}
-        for dev in self.devices.values():
+        for device_id, dev in self.devices.items():
             if dev.gen != self._gen:
-                self._refresh_any(dev)
+                self._refresh(device_id, dev)
             if not dev.memb:
                 continue
             pname = dev.attrs[5] if dev.attrs is not None else "always-on"
             pk = cache.get(pname)
             if pk is None:
                 interval = pol.profile(pname).report_interval_ms
-                pk = cache[pname] = (min(1000, 1000 * w // interval),
-                                     math.ceil(pol.offline_factor * interval / w))
+                pk = cache[pname] = (
+                    min(1000, 1000 * w // interval),
+                    math.ceil(pol.offline_factor * interval / w),
+                )
             weight, k_windows = pk
             for m in dev.memb:
                 exp = dev.exposure(m.rollout.rollout_id) if dev.exposures else None
@@ -471,20 +423,17 @@ class PartialAggregator:
                     if dev.reported_in(idx, idx):
                         agg.reporting += 1
                         agg.profile_reporting[pname] = agg.profile_reporting.get(pname, 0) + 1
-                    if (dev.first_seen is not None and dev.first_seen < e - k_windows * w
-                            and not dev.reported_in(idx - k_windows + 1, idx)):
+                    if (
+                        dev.first_seen is not None
+                        and dev.first_seen < e - k_windows * w
+                        and not dev.reported_in(idx - k_windows + 1, idx)
+                    ):
                         agg.offline += 1
                     if m.assigned >= 0:
                         sagg = agg if applied else self._agg(idx, tkey)
                         sagg.stage_devices += 1
                         if applied and exp is not None and exp.healthy_at is not None and exp.healthy_at < e:
                             sagg.stage_healthy += 1
-
-    def _refresh_any(self, dev: DeviceState) -> None:
-        for device_id, d in self.devices.items():  # pragma: no cover - rare: plan changed mid-flush
-            if d is dev:
-                self._refresh(device_id, d)
-                return
 
     def _derive_deadlines(self, closed_end: int) -> None:
         """Ack timeouts and silence-after-update suspects whose deadline has closed."""
@@ -494,25 +443,92 @@ class PartialAggregator:
                 continue
             prof = None
             for exp in dev.exposures:
-                if exp.timeout_state == _PENDING and exp.commanded_at is not None:
+                if exp.timeout_state == PENDING and exp.commanded_at is not None:
                     prof = prof or self._profile(dev)
                     deadline = exp.commanded_at + prof.ack_timeout_ms
                     if deadline < closed_end:
                         if exp.terminal_at is None or exp.terminal_at >= deadline:
                             self._agg(deadline // w, self._exp_key(exp)).ack_timeouts += 1
-                            exp.timeout_state = _COUNTED
+                            exp.timeout_state = COUNTED
                         else:
-                            exp.timeout_state = _CLEARED
-                if exp.silence_state == _PENDING and exp.applied_at is not None:
+                            exp.timeout_state = CLEARED
+                if exp.silence_state == PENDING and exp.applied_at is not None:
                     prof = prof or self._profile(dev)
                     deadline = exp.applied_at + prof.silence_grace_ms
                     if deadline < closed_end:
                         if exp.healthy_at is None or exp.healthy_at > deadline:
                             self._agg(deadline // w, self._exp_key(exp)).silence_suspects += 1
-                            exp.silence_state = _COUNTED
+                            exp.silence_state = COUNTED
                         else:
-                            exp.silence_state = _CLEARED
+                            exp.silence_state = CLEARED
 
     def _exp_key(self, exp: Exposure) -> CohortKey:
         info = self.rollouts.get(exp.rollout_id)
         return self._key(exp.rollout_id, exp.stage, info.target if info else "", False)
+
+    # ------------------------------------------------------------------ state
+    def to_dict(self) -> dict[str, Any]:
+        from gates.serial import plan_to_dict
+
+        return {
+            "partition": self.partition,
+            "rollouts": [plan_to_dict(self.rollouts[k].plan) for k in sorted(self.rollouts)],
+            "devices": [
+                [
+                    k,
+                    list(d.attrs) if d.attrs is not None else None,
+                    d.first_seen,
+                    d.hi,
+                    d.rep,
+                    [e.to_list() for e in d.exposures],
+                ]
+                for k, d in sorted(self.devices.items())
+            ],
+            "open": [
+                [i, [[list(k), a.to_dict()] for k, a in sorted(win.items())]]
+                for i, win in sorted(self._open.items())
+            ],
+            "closed": self.closed,
+            "sequence": self.sequence,
+            "events_in": self.events_in,
+            "flushed_events": self._flushed_events,
+            "metric_names": list(self._metric_names),
+        }
+
+    @classmethod
+    def from_dict(cls, policy: GatePolicy, d: dict[str, Any]) -> PartialAggregator:
+        from gates.serial import plan_from_dict
+
+        agg = cls(policy, int(d["partition"]))
+        for p in d["rollouts"]:
+            agg.observe_plan(plan_from_dict(p))
+        for k, attrs, first_seen, hi, rep, exps in d["devices"]:
+            dev = agg.devices[sys.intern(k)] = DeviceState()
+            dev.attrs = tuple(sys.intern(v) for v in attrs) if attrs is not None else None
+            dev.first_seen, dev.hi, dev.rep = first_seen, hi, rep
+            dev.exposures = tuple(Exposure.from_list(e) for e in exps)
+        for i, win in d["open"]:
+            agg._open[int(i)] = {
+                agg._key(k[0], k[1], k[2], k[3]): WindowAggregate.from_dict(a) for k, a in win
+            }
+        agg.closed = d["closed"]
+        agg.sequence = d["sequence"]
+        agg.events_in = d["events_in"]
+        agg._flushed_events = d["flushed_events"]
+        agg._metric_names = {sys.intern(n): n for n in d["metric_names"]}
+        return agg
+
+    def has_pending_late(self) -> bool:
+        """Are there deltas for already-closed windows waiting for the next flush?"""
+        return any(i < self.closed for i in self._open)
+
+    def handlers(self) -> dict[type, Any]:
+        """Per-event-type fold functions, for callers that dispatch events themselves."""
+        return {
+            Telemetry: self._telemetry,
+            Ack: self._ack,
+            DeviceCommand: self._command,
+            DeviceAttributes: self._attributes,
+            RolloutPlan: self.observe_plan,
+            DecodeErrorCount: self._decode,
+        }

@@ -117,8 +117,9 @@ class GatePolicy:
     @property
     def history_windows(self) -> int:
         """Windows of per-device report history needed (offline check + lateness)."""
-        longest = max([p.report_interval_ms for p in self.profiles.values()] + [
-            self.default_profile.report_interval_ms])
+        longest = max(
+            [p.report_interval_ms for p in self.profiles.values()] + [self.default_profile.report_interval_ms]
+        )
         need = math.ceil(self.offline_factor * longest / self.window_ms)
         return need + math.ceil(self.allowed_lateness_ms / self.window_ms) + 2
 
@@ -161,24 +162,36 @@ def _map(v: Any, path: str, allowed: set[str]) -> dict[str, Any]:
         raise PolicyError(path, f"expected a mapping, got {type(v).__name__}")
     for k in v:
         if k not in allowed:
-            raise PolicyError(f"{path}.{k}" if path else str(k),
-                              f"unknown key (allowed: {', '.join(sorted(allowed))})")
+            raise PolicyError(
+                f"{path}.{k}" if path else str(k), f"unknown key (allowed: {', '.join(sorted(allowed))})"
+            )
     return v
 
 
 def _profile(v: Any, path: str, base: Profile) -> Profile:
     d = _map(v, path, {"report_interval", "ack_timeout", "silence_grace"})
     return Profile(
-        _dur(d["report_interval"], f"{path}.report_interval") if "report_interval" in d
+        _dur(d["report_interval"], f"{path}.report_interval")
+        if "report_interval" in d
         else base.report_interval_ms,
         _dur(d["ack_timeout"], f"{path}.ack_timeout") if "ack_timeout" in d else base.ack_timeout_ms,
-        _dur(d["silence_grace"], f"{path}.silence_grace") if "silence_grace" in d
-        else base.silence_grace_ms,
+        _dur(d["silence_grace"], f"{path}.silence_grace") if "silence_grace" in d else base.silence_grace_ms,
     )
 
 
-_RULE_KEYS = {"id", "metric", "above", "below", "above_baseline", "below_baseline", "action",
-              "min_samples", "min_exposed_ratio", "consecutive", "quantile"}
+_RULE_KEYS = {
+    "id",
+    "metric",
+    "above",
+    "below",
+    "above_baseline",
+    "below_baseline",
+    "action",
+    "min_samples",
+    "min_exposed_ratio",
+    "consecutive",
+    "quantile",
+}
 
 
 def _rule(v: Any, path: str, default_consecutive: int) -> Rule:
@@ -190,8 +203,9 @@ def _rule(v: Any, path: str, default_consecutive: int) -> Rule:
     try:
         metric = Metric(d["metric"])
     except ValueError:
-        raise PolicyError(f"{path}.metric", f"unknown metric {d['metric']!r} "
-                          f"(known: {', '.join(m.value for m in Metric)})") from None
+        raise PolicyError(
+            f"{path}.metric", f"unknown metric {d['metric']!r} (known: {', '.join(m.value for m in Metric)})"
+        ) from None
     forms = [k for k in ("above", "below", "above_baseline", "below_baseline") if k in d]
     if len(forms) != 1:
         raise PolicyError(path, "exactly one of above, below, above_baseline, below_baseline is required")
@@ -209,8 +223,13 @@ def _rule(v: Any, path: str, default_consecutive: int) -> Rule:
         raise PolicyError(f"{path}.action", "must be PAUSE or ROLLBACK") from None
     if action not in (Action.PAUSE, Action.ROLLBACK):
         raise PolicyError(f"{path}.action", "must be PAUSE or ROLLBACK")
-    consecutive = _num(d.get("consecutive", 1 if action is Action.ROLLBACK else default_consecutive),
-                       f"{path}.consecutive", 1, 1000, integer=True)
+    consecutive = _num(
+        d.get("consecutive", 1 if action is Action.ROLLBACK else default_consecutive),
+        f"{path}.consecutive",
+        1,
+        1000,
+        integer=True,
+    )
     return Rule(
         id=rid,
         metric=metric,
@@ -225,8 +244,17 @@ def _rule(v: Any, path: str, default_consecutive: int) -> Rule:
     )
 
 
-_TOP = {"version", "windows", "statistics", "proceed", "hysteresis", "telemetry", "profiles",
-        "default_profile", "rules"}
+_TOP = {
+    "version",
+    "windows",
+    "statistics",
+    "proceed",
+    "hysteresis",
+    "telemetry",
+    "profiles",
+    "default_profile",
+    "rules",
+}
 
 
 def parse_policy(data: Any) -> GatePolicy:
@@ -241,17 +269,23 @@ def parse_policy(data: Any) -> GatePolicy:
     hy = _map(d.get("hysteresis", {}), "hysteresis", {"consecutive_breaches"})
     te = _map(d.get("telemetry", {}), "telemetry", {"offline_factor", "presence_floor", "max_metric_names"})
     base = GatePolicy()
-    default_profile = (_profile(d["default_profile"], "default_profile", base.default_profile)
-                       if "default_profile" in d else base.default_profile)
+    default_profile = (
+        _profile(d["default_profile"], "default_profile", base.default_profile)
+        if "default_profile" in d
+        else base.default_profile
+    )
     profiles_raw = d.get("profiles", {})
     if not isinstance(profiles_raw, dict):
         raise PolicyError("profiles", "expected a mapping of profile name to settings")
     if len(profiles_raw) > MAX_PROFILES:
         raise PolicyError("profiles", f"at most {MAX_PROFILES} profiles")
-    profiles = {_str(k, f"profiles.{k}"): _profile(v, f"profiles.{k}", default_profile)
-                for k, v in sorted(profiles_raw.items(), key=lambda kv: str(kv[0]))}
-    consecutive = _num(hy.get("consecutive_breaches", 2), "hysteresis.consecutive_breaches", 1, 1000,
-                       integer=True)
+    profiles = {
+        _str(k, f"profiles.{k}"): _profile(v, f"profiles.{k}", default_profile)
+        for k, v in sorted(profiles_raw.items(), key=lambda kv: str(kv[0]))
+    }
+    consecutive = _num(
+        hy.get("consecutive_breaches", 2), "hysteresis.consecutive_breaches", 1, 1000, integer=True
+    )
     rules_raw = d.get("rules", [])
     if not isinstance(rules_raw, list):
         raise PolicyError("rules", "expected a list of rules")
@@ -267,30 +301,43 @@ def parse_policy(data: Any) -> GatePolicy:
     policy = GatePolicy(
         version=version,
         window_ms=window_ms,
-        lookback_windows=_num(w.get("lookback", base.lookback_windows), "windows.lookback", 1, 1000,
-                              integer=True),
-        allowed_lateness_ms=_dur(w.get("allowed_lateness", base.allowed_lateness_ms),
-                                 "windows.allowed_lateness"),
+        lookback_windows=_num(
+            w.get("lookback", base.lookback_windows), "windows.lookback", 1, 1000, integer=True
+        ),
+        allowed_lateness_ms=_dur(
+            w.get("allowed_lateness", base.allowed_lateness_ms), "windows.allowed_lateness"
+        ),
         clock_skew_ms=_dur(w.get("clock_skew", base.clock_skew_ms), "windows.clock_skew"),
         confidence=float(_num(st.get("confidence", base.confidence), "statistics.confidence", 0.5, 0.9999)),
-        sketch_alpha=float(_num(st.get("sketch_alpha", base.sketch_alpha), "statistics.sketch_alpha",
-                                0.001, 0.1)),
-        soak_windows=_num(pr.get("soak_windows", base.soak_windows), "proceed.soak_windows", 1, 10_000,
-                          integer=True),
+        sketch_alpha=float(
+            _num(st.get("sketch_alpha", base.sketch_alpha), "statistics.sketch_alpha", 0.001, 0.1)
+        ),
+        soak_windows=_num(
+            pr.get("soak_windows", base.soak_windows), "proceed.soak_windows", 1, 10_000, integer=True
+        ),
         coverage=float(_num(pr.get("coverage", base.coverage), "proceed.coverage", 0.0, 1.0)),
-        offline_factor=float(_num(te.get("offline_factor", base.offline_factor), "telemetry.offline_factor",
-                                  1.0, 100.0)),
-        presence_floor=float(_num(te.get("presence_floor", base.presence_floor), "telemetry.presence_floor",
-                                  0.0, 1.0)),
-        max_metric_names=_num(te.get("max_metric_names", base.max_metric_names),
-                              "telemetry.max_metric_names", 1, 1024, integer=True),
+        offline_factor=float(
+            _num(te.get("offline_factor", base.offline_factor), "telemetry.offline_factor", 1.0, 100.0)
+        ),
+        presence_floor=float(
+            _num(te.get("presence_floor", base.presence_floor), "telemetry.presence_floor", 0.0, 1.0)
+        ),
+        max_metric_names=_num(
+            te.get("max_metric_names", base.max_metric_names),
+            "telemetry.max_metric_names",
+            1,
+            1024,
+            integer=True,
+        ),
         profiles=profiles,
         default_profile=default_profile,
         rules=rules,
     )
     if policy.history_windows > 4096:
-        raise PolicyError("profiles", "report_interval x offline_factor spans more than 4096 windows; "
-                          "use a larger windows.size")
+        raise PolicyError(
+            "profiles",
+            "report_interval x offline_factor spans more than 4096 windows; use a larger windows.size",
+        )
     return policy
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -27,19 +28,32 @@ def _cmd_topics_list(args: argparse.Namespace, settings: Settings) -> int:
 
     for spec in TOPICS:
         retention = "forever" if spec.retention_ms < 0 else f"{spec.retention_ms // 86_400_000}d"
-        print(f"{settings.topic(spec.name):28} {spec.partitions:3}p {spec.cleanup_policy:8} {retention:8} {spec.purpose}")
+        print(
+            f"{settings.topic(spec.name):28} {spec.partitions:3}p {spec.cleanup_policy:8} {retention:8} {spec.purpose}"
+        )
     return 0
 
 
 def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
-    print(json.dumps({k: repr(v) if k in ("sasl_password", "redis_url") else v for k, v in vars(settings).items()}, indent=2))
+    print(
+        json.dumps(
+            {k: repr(v) if k in ("sasl_password", "redis_url") else v for k, v in vars(settings).items()},
+            indent=2,
+        )
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fleetgate", description="Real-time health gate for staged IoT rollouts")
-    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (env FLEETGATE_BOOTSTRAP_SERVERS)")
-    parser.add_argument("--topic-prefix", help="topic name prefix (env FLEETGATE_TOPIC_PREFIX, default 'fleet.')")
+    parser = argparse.ArgumentParser(
+        prog="fleetgate", description="Real-time health gate for staged IoT rollouts"
+    )
+    parser.add_argument(
+        "--bootstrap-servers", help="Kafka bootstrap servers (env FLEETGATE_BOOTSTRAP_SERVERS)"
+    )
+    parser.add_argument(
+        "--topic-prefix", help="topic name prefix (env FLEETGATE_TOPIC_PREFIX, default 'fleet.')"
+    )
     parser.add_argument("--redis-url", help="Redis URL (env FLEETGATE_REDIS_URL)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -51,13 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("config", help="print the effective configuration (secrets masked)").set_defaults(
         handler=_cmd_config
     )
-    for register in _EXTENSIONS:
-        register(sub)
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 
-# Sub-commands living in other modules register themselves here (keeps this file small).
-_EXTENSIONS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+# Sub-commands living next to the code they run; each module has `register(subparsers)`.
+# Handlers have the signature `(args, settings) -> exit code`.
+_COMMAND_MODULES = (
+    "streams.worker.commands",
+    "streams.executor.commands",
+    "streams.simulator.commands",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -46,7 +46,7 @@ class Settings:
     schema_registry_url: str = ""
     output_framing: str = "single-object"
     policy_path: str = ""
-    window_ms: int = 60_000
+    window_ms: int = 0  # 0: the policy decides
     metrics_port: int = 0
     group_id: str = "fleetgate"
     replication_factor: int = 1
@@ -104,7 +104,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         schema_registry_url=env.get("FLEETGATE_SCHEMA_REGISTRY_URL", ""),
         output_framing=_choice(env, "FLEETGATE_OUTPUT_FRAMING", "single-object", _FRAMINGS),
         policy_path=env.get("FLEETGATE_POLICY", ""),
-        window_ms=_int(env, "FLEETGATE_WINDOW_MS", Settings.window_ms, 1_000),
+        window_ms=_int(env, "FLEETGATE_WINDOW_MS", 0, 0),
         metrics_port=_int(env, "FLEETGATE_METRICS_PORT", 0, 0),
         group_id=env.get("FLEETGATE_GROUP_ID") or Settings.group_id,
         replication_factor=_int(env, "FLEETGATE_REPLICATION_FACTOR", 1, 1),

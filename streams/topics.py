@@ -13,6 +13,8 @@ from streams.config import Settings
 __all__ = ["TOPICS", "TopicSpec", "create_topics", "topic_names"]
 
 _DAY_MS = 24 * 3600 * 1000
+# telemetry, acks and device-commands are co-partitioned by device id: same count, murmur2 keys.
+INPUT_PARTITIONS = 12
 
 
 @dataclass(frozen=True)
@@ -22,18 +24,50 @@ class TopicSpec:
     retention_ms: int  # -1 keeps forever
     cleanup_policy: str = "delete"
     purpose: str = ""
+    extra: tuple[tuple[str, str], ...] = ()
 
     def config(self) -> dict[str, str]:
-        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy}
+        return {
+            "retention.ms": str(self.retention_ms),
+            "cleanup.policy": self.cleanup_policy,
+            **dict(self.extra),
+        }
 
 
 TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("telemetry", 12, 7 * _DAY_MS, purpose="device telemetry, every payload generation (key: device id)"),
-    TopicSpec("acks", 12, 14 * _DAY_MS, purpose="device acknowledgements of commands (key: device id)"),
-    TopicSpec("device-commands", 6, 30 * _DAY_MS, purpose="update/rollback commands (key: device id)"),
+    TopicSpec(
+        "telemetry", 12, 7 * _DAY_MS, purpose="device telemetry, every payload generation (key: device id)"
+    ),
+    TopicSpec(
+        "acks", INPUT_PARTITIONS, 14 * _DAY_MS, purpose="device acknowledgements of commands (key: device id)"
+    ),
+    TopicSpec(
+        "device-commands", INPUT_PARTITIONS, 30 * _DAY_MS, purpose="update/rollback commands (key: device id)"
+    ),
     TopicSpec("rollouts", 1, -1, "compact", "rollout plans, latest per rollout (key: rollout id)"),
-    TopicSpec("rollout-control", 3, -1, purpose="gate and operator decisions, executors obey (key: rollout id)"),
-    TopicSpec("cohort-health", 3, 30 * _DAY_MS, purpose="per-window cohort health snapshots (key: rollout id)"),
+    TopicSpec(
+        "rollout-control", 3, -1, purpose="gate and operator decisions, executors obey (key: rollout id)"
+    ),
+    TopicSpec(
+        "cohort-health", 3, 30 * _DAY_MS, purpose="per-window cohort health snapshots (key: rollout id)"
+    ),
+    # Internal: per-partition partial aggregates, plans and watermarks for the decider stage.
+    TopicSpec(
+        "partials", 6, _DAY_MS, purpose="internal: partial aggregates to the decider (key: rollout id)"
+    ),
+    # Internal: ingest snapshots, input partition p -> partition p here; same count as the inputs.
+    TopicSpec(
+        "ingest-state",
+        INPUT_PARTITIONS,
+        -1,
+        "compact",
+        "internal: ingest partition snapshots (key: input partition)",
+        (
+            ("max.message.bytes", str(16 * 1024 * 1024)),
+            ("segment.ms", "600000"),
+            ("min.cleanable.dirty.ratio", "0.1"),
+        ),
+    ),
     TopicSpec("deadletter", 3, 30 * _DAY_MS, purpose="undecodable input with its reason (key: source topic)"),
 )
 
@@ -42,14 +76,21 @@ def topic_names(settings: Settings) -> list[str]:
     return [settings.topic(t.name) for t in TOPICS]
 
 
-def create_topics(settings: Settings, specs: Iterable[TopicSpec] = TOPICS, timeout_s: float = 30.0) -> dict[str, str]:
+def create_topics(
+    settings: Settings, specs: Iterable[TopicSpec] = TOPICS, timeout_s: float = 30.0
+) -> dict[str, str]:
     """Create missing topics; existing ones are left alone. Returns name -> 'created'|'exists'."""
     admin = AdminClient(settings.kafka_client_config())
     wanted = {settings.topic(s.name): s for s in specs}
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     result = {name: "exists" for name in wanted if name in existing}
     new = [
-        NewTopic(name, num_partitions=s.partitions, replication_factor=settings.replication_factor, config=s.config())
+        NewTopic(
+            name,
+            num_partitions=s.partitions,
+            replication_factor=settings.replication_factor,
+            config=s.config(),
+        )
         for name, s in wanted.items()
         if name not in existing
     ]

@@ -86,9 +86,7 @@ class SchemaCatalogue:
     """All schemas of one ``schemas/`` directory, indexed by name/version, id and fingerprint."""
 
     def __init__(self, entries: list[SchemaEntry]) -> None:
-        self.entries: tuple[SchemaEntry, ...] = tuple(
-            sorted(entries, key=lambda e: (e.subject, e.version))
-        )
+        self.entries: tuple[SchemaEntry, ...] = tuple(sorted(entries, key=lambda e: (e.subject, e.version)))
         self._by_ref: dict[tuple[str, int], SchemaEntry] = {}
         self._latest: dict[str, SchemaEntry] = {}
         self.by_id: dict[int, SchemaEntry] = {}
@@ -150,16 +148,16 @@ class SchemaCatalogue:
         return sorted({e.subject for e in self.entries})
 
 
-def entry_from_text(text: str, subject: str, version: int) -> SchemaEntry:
-    """Build a :class:`SchemaEntry` from a schema's JSON text."""
+def entry_from_text(text: str, subject: str, version: int, local: bool = True) -> SchemaEntry:
+    """Build a :class:`SchemaEntry` from a schema's JSON text (``local=False``: no local id)."""
     raw = json.loads(text)
-    parsed = parse_schema(raw, _ignore_default_error=False)
+    parsed: dict[str, Any] = parse_schema(raw, _ignore_default_error=False)  # type: ignore[assignment]
     canonical = to_parsing_canonical_form(parsed)
     fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
     ns = raw.get("namespace")
     name = raw["name"]
     full = name if "." in name or not ns else f"{ns}.{name}"
-    local_id = raw.get("fleetgate.local_id")
+    local_id = raw.get("fleetgate.local_id") if local else None
     return SchemaEntry(
         subject=subject,
         version=version,

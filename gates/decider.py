@@ -1,0 +1,319 @@
+"""The per-rollout role: merge window partials, evaluate the policy, emit decisions.
+
+A :class:`Decider` holds rollout-keyed state only: merged window aggregates for the
+look-back, cumulative treated counts per stage (acks, timeouts, silence - these are
+not windowed, so a FAILED ack that arrives hours late still counts), the pre-update
+baseline of each stage, hysteresis counters and the last action emitted per
+``(rollout, stage)``.  ``advance(watermark_ms)`` evaluates each newly closed window
+(and re-evaluates the latest one when late partials arrived) and returns a
+:class:`~gates.events.Decision` only when the action of a ``(rollout, stage)``
+changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+from gates.aggregates import VERSION_WIDE, CohortKey, WindowAggregate
+from gates.errors import SnapshotError
+from gates.events import Action, CohortHealth, Decision, DecisionSource, Reason, RolloutPlan, RolloutState
+from gates.health import cohort_health
+from gates.policy import GatePolicy
+from gates.rules import BREACH, PASS, PENDING, Evidence, evaluate_rule
+from gates.serial import plan_from_dict, plan_to_dict
+from gates.stage_state import StageState, add_cum
+from gates.stats import normal_quantile
+from gates.wire import WindowPartial
+
+__all__ = ["ENGINE_VERSION", "Decider", "StageState", "decision_id"]
+
+ENGINE_VERSION = "1"
+_EVALUATED = (RolloutState.ACTIVE, RolloutState.PAUSED)
+_NEG = -(2**62)
+
+
+def decision_id(rollout_id: str, stage: int, window_end_ms: int, action: Action, policy_version: str) -> str:
+    """Deterministic id: sha256 of (rollout, stage, window end, action, policy version), 32 hex chars."""
+    raw = f"{rollout_id}\x1f{stage}\x1f{window_end_ms}\x1f{action.value}\x1f{policy_version}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+class Decider:
+    """Per-rollout fold: ``merge(partials)``, ``advance(watermark_ms) -> list[Decision]``."""
+
+    def __init__(self, policy: GatePolicy) -> None:
+        self.policy = policy
+        self._w = policy.window_ms
+        self._z = normal_quantile(policy.confidence)
+        self.plans: dict[str, RolloutPlan] = {}
+        self.windows: dict[str, dict[int, dict[CohortKey, WindowAggregate]]] = {}
+        self.stages: dict[tuple[str, int], StageState] = {}
+        self.seen: dict[int, int] = {}  # source partition -> highest sequence merged
+        self.evaluated = _NEG  # index of the last evaluated window
+        self.watermark_ms = _NEG
+        self.dirty: set[str] = set()
+        self.late_dropped = 0
+        self.duplicates = 0
+        self.health: list[CohortHealth] = []
+
+    # ----------------------------------------------------------------- inputs
+    def observe_plan(self, plan: RolloutPlan) -> None:
+        old = self.plans.get(plan.rollout_id)
+        if old is None or plan.updated_at_ms >= old.updated_at_ms:
+            self.plans[plan.rollout_id] = plan
+            self.dirty.add(plan.rollout_id)
+
+    def acknowledge(self, rollout_id: str, stage: int, upto_window_end_ms: int) -> None:
+        """An operator resumed: evidence up to ``upto_window_end_ms`` no longer counts.
+
+        Windows ending at or before that time leave the look-back, cumulative counts are
+        re-based at what has been merged so far, hysteresis restarts, and the next
+        evaluation of the stage always emits a decision.
+        """
+        st = self._stage(rollout_id, stage)
+        st.ack_upto_ms = max(st.ack_upto_ms, upto_window_end_ms)
+        st.cum_at_ack = WindowAggregate()
+        add_cum(st.cum_at_ack, st.cum)
+        st.streaks.clear()
+        st.last_action = None
+        self.dirty.add(rollout_id)
+
+    def _stage(self, rid: str, stage: int) -> StageState:
+        st = self.stages.get((rid, stage))
+        if st is None:
+            st = self.stages[(rid, stage)] = StageState()
+        return st
+
+    def merge(self, partials: Iterable[WindowPartial]) -> None:
+        """Add partial aggregates; re-sent partials (sequence already merged) are ignored."""
+        lookback = self.policy.lookback_windows
+        for p in partials:
+            if p.sequence <= self.seen.get(p.source_partition, -1):
+                self.duplicates += 1
+                continue
+            self.seen[p.source_partition] = p.sequence
+            idx = p.window_start_ms // self._w
+            rid = p.rollout_id
+            self.dirty.add(rid)
+            keep = idx > self.evaluated - lookback - 1
+            store = self.windows.setdefault(rid, {}).setdefault(idx, {}) if keep else None
+            if not keep:
+                self.late_dropped += 1
+            for key, agg in p.aggregates.items():
+                if store is not None:
+                    mine = store.get(key)
+                    if mine is None:
+                        mine = store[key] = WindowAggregate()
+                    mine.merge(agg)
+                if key.cohort == VERSION_WIDE:
+                    continue
+                if not key.is_baseline:
+                    st = self._stage(rid, key.cohort)
+                    add_cum(st.cum, agg)
+                    if (agg.commanded > 0 or agg.applied > 0) and (
+                        st.first_exposed is None or idx < st.first_exposed
+                    ):
+                        st.first_exposed = idx
+                        st.pre_baseline = self._pre_baseline(rid, key.cohort, idx)
+                else:
+                    for (srid, sidx), st in self.stages.items():
+                        if (
+                            srid == rid
+                            and key.cohort >> sidx & 1
+                            and st.first_exposed is not None
+                            and st.pre_baseline is not None
+                            and st.first_exposed - lookback <= idx < st.first_exposed
+                        ):
+                            st.pre_baseline.merge(agg)
+
+    def _pre_baseline(self, rid: str, stage: int, first: int) -> WindowAggregate:
+        out = WindowAggregate()
+        for idx, win in self.windows.get(rid, {}).items():
+            if first - self.policy.lookback_windows <= idx < first:
+                for key, agg in win.items():
+                    if key.is_baseline and key.cohort != VERSION_WIDE and key.cohort >> stage & 1:
+                        out.merge(agg)
+        return out
+
+    # ------------------------------------------------------------- evaluation
+    def advance(self, watermark_ms: int) -> list[Decision]:
+        """Evaluate windows closed by ``watermark_ms``; return decisions that change an action."""
+        if watermark_ms > self.watermark_ms:
+            self.watermark_ms = watermark_ms
+        last = self.watermark_ms // self._w - 1
+        out: list[Decision] = []
+        if last > self.evaluated:
+            first = max(self.evaluated + 1, last - self.policy.lookback_windows + 1)
+            for idx in range(first, last + 1):
+                self.evaluated = idx
+                out.extend(self._evaluate_all(idx, set(self.plans)))
+            self._evict()
+        elif self.dirty and self.evaluated > _NEG:
+            out.extend(self._evaluate_all(self.evaluated, self.dirty & set(self.plans)))
+        self.dirty.clear()
+        return out
+
+    def _evict(self) -> None:
+        floor = self.evaluated - self.policy.lookback_windows
+        for wins in self.windows.values():
+            for idx in [i for i in wins if i <= floor]:
+                del wins[idx]
+
+    def _evaluate_all(self, idx: int, rids: set[str]) -> list[Decision]:
+        out: list[Decision] = []
+        health: list[CohortHealth] = []
+        for rid in sorted(rids):
+            plan = self.plans[rid]
+            if plan.state not in _EVALUATED:
+                continue
+            for stage in range(min(plan.current_stage, len(plan.stages) - 1) + 1):
+                d = self._evaluate(plan, stage, idx, health)
+                if d is not None:
+                    out.append(d)
+        if health or rids:
+            self.health = [h for h in self.health if h.rollout_id not in rids] + health
+        return out
+
+    def _sum(self, rid: str, lo: int, hi: int, pick: Any) -> WindowAggregate:
+        out = WindowAggregate()
+        wins = self.windows.get(rid, {})
+        for i in range(lo, hi + 1):
+            for key, agg in wins.get(i, {}).items():
+                if pick(key):
+                    out.merge(agg)
+        return out
+
+    def _evaluate(
+        self, plan: RolloutPlan, stage: int, idx: int, health: list[CohortHealth]
+    ) -> Decision | None:
+        pol, w, rid = self.policy, self._w, plan.rollout_id
+        st = self._stage(rid, stage)
+        lo = max(idx - pol.lookback_windows + 1, -(-st.ack_upto_ms // w))
+        treated_pick = lambda k: not k.is_baseline and k.cohort == stage  # noqa: E731
+        base_pick = lambda k: k.is_baseline and k.cohort != VERSION_WIDE and k.cohort >> stage & 1  # noqa: E731
+        treated = self._sum(rid, lo, idx, treated_pick)
+        control = self._sum(rid, lo, idx, base_pick)
+        baseline, source = control, "control"
+        min_base = max((r.min_samples for r in pol.rules), default=0)
+        if control.population < min_base and control.reports < min_base and st.pre_baseline is not None:
+            if st.pre_baseline.reports > control.reports:
+                baseline, source = st.pre_baseline, "pre-update"
+        cum = WindowAggregate()
+        add_cum(cum, st.cum)
+        add_cum(cum, st.cum_at_ack, -1)
+        all_treated = self._sum(rid, lo, idx, lambda k: not k.is_baseline and k.cohort != VERSION_WIDE)
+        ev = Evidence(
+            treated=treated,
+            baseline=baseline,
+            baseline_source=source,
+            cumulative=cum,
+            decode_treated=self._sum(rid, lo, idx, lambda k: k.cohort == VERSION_WIDE and not k.is_baseline),
+            decode_baseline=self._sum(rid, lo, idx, lambda k: k.cohort == VERSION_WIDE and k.is_baseline),
+            treated_reports=all_treated.reports,
+            baseline_reports=self._sum(
+                rid, lo, idx, lambda k: k.is_baseline and k.cohort != VERSION_WIDE
+            ).reports,
+            exposed=st.cum.commanded,
+            window_ms=w,
+            z=self._z,
+        )
+        reasons: list[Reason] = []
+        action = Action.PROCEED
+        all_pass = True
+        for rule in pol.rules:
+            parts = evaluate_rule(rule, ev, pol)
+            verdicts = {r.verdict for r in parts}
+            hit = True if BREACH in verdicts else (None if PENDING in verdicts else False)
+            count = st.streak(rule.id, idx, hit)
+            reasons.extend(parts)
+            if hit:
+                all_pass = False
+                fired = rule.action if count >= rule.consecutive else Action.HOLD
+                action = max(action, fired, key=lambda a: a.rank)
+            elif hit is None:
+                all_pass = False
+                action = max(action, Action.HOLD, key=lambda a: a.rank)
+        # PROCEED needs exposure, soak and coverage on top of every rule passing
+        now = self._sum(rid, idx, idx, treated_pick)
+        coverage = now.stage_healthy / now.stage_devices if now.stage_devices else 0.0
+        ok = all_pass and st.cum.commanded + st.cum.applied > 0 and coverage >= pol.coverage
+        soaked = st.streak("__proceed__", idx, ok)
+        reasons.append(
+            Reason(
+                rule_id="proceed",
+                metric="coverage",
+                verdict=PASS if ok and soaked >= pol.soak_windows else PENDING,
+                observed=coverage,
+                baseline=None,
+                threshold=pol.coverage,
+                sample_size=now.stage_devices,
+                detail=f"soak {soaked}/{pol.soak_windows} windows",
+            )
+        )
+        if action is Action.PROCEED and soaked < pol.soak_windows:
+            action = Action.HOLD
+        health.extend(cohort_health(plan, stage, idx, now, self._sum(rid, idx, idx, base_pick), cum, w))
+        if action == st.last_action:
+            return None
+        st.last_action = action
+        start = min(lo, idx) * w
+        end = (idx + 1) * w
+        return Decision(
+            decision_id=decision_id(rid, stage, end, action, pol.version),
+            rollout_id=rid,
+            stage=stage,
+            stage_name=plan.stages[stage].name,
+            action=action,
+            source=DecisionSource.GATE,
+            window_start_ms=start,
+            window_end_ms=end,
+            watermark_ms=self.watermark_ms,
+            policy_version=pol.version,
+            engine_version=ENGINE_VERSION,
+            reasons=tuple(reasons),
+        )
+
+    # ------------------------------------------------------------------ state
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plans": {k: plan_to_dict(v) for k, v in sorted(self.plans.items())},
+            "windows": {
+                rid: [
+                    [i, [[list(k), a.to_dict()] for k, a in sorted(win.items())]]
+                    for i, win in sorted(wins.items())
+                ]
+                for rid, wins in sorted(self.windows.items())
+            },
+            "stages": [[rid, s, st.to_dict()] for (rid, s), st in sorted(self.stages.items())],
+            "seen": sorted(self.seen.items()),
+            "evaluated": self.evaluated,
+            "watermark": self.watermark_ms,
+            "dirty": sorted(self.dirty),
+            "late_dropped": self.late_dropped,
+            "duplicates": self.duplicates,
+        }
+
+    @classmethod
+    def from_dict(cls, policy: GatePolicy, d: dict[str, Any]) -> Decider:
+        try:
+            dec = cls(policy)
+            dec.plans = {k: plan_from_dict(v) for k, v in d["plans"].items()}
+            dec.windows = {
+                rid: {
+                    int(i): {CohortKey(k[0], k[1], k[2], k[3]): WindowAggregate.from_dict(a) for k, a in win}
+                    for i, win in wins
+                }
+                for rid, wins in d["windows"].items()
+            }
+            dec.stages = {(rid, s): StageState.from_dict(v) for rid, s, v in d["stages"]}
+            dec.seen = {int(k): int(v) for k, v in d["seen"]}
+            dec.evaluated = d["evaluated"]
+            dec.watermark_ms = d["watermark"]
+            dec.dirty = set(d["dirty"])
+            dec.late_dropped = d["late_dropped"]
+            dec.duplicates = d["duplicates"]
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise SnapshotError(f"malformed decider state: {exc}") from None
+        return dec

@@ -1,0 +1,86 @@
+"""Per (rollout, stage) decision state: hysteresis streaks, cumulative counts, acknowledgement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gates.aggregates import WindowAggregate
+from gates.events import Action
+
+__all__ = ["CUM_FIELDS", "StageState", "add_cum"]
+
+# treated event counts that are kept cumulatively per stage (not windowed)
+CUM_FIELDS = (
+    "terminal",
+    "failures",
+    "commanded",
+    "acked",
+    "applied",
+    "healthy",
+    "ack_timeouts",
+    "silence_suspects",
+)
+_NEG = -(2**62)
+
+
+class StageState:
+    """Per (rollout, stage) decision state."""
+
+    __slots__ = (
+        "last_action",
+        "streaks",
+        "cum",
+        "cum_at_ack",
+        "ack_upto_ms",
+        "first_exposed",
+        "pre_baseline",
+    )
+
+    def __init__(self) -> None:
+        self.last_action: Action | None = None
+        self.streaks: dict[str, list[int]] = {}  # name -> [window idx, count before it, count]
+        self.cum = WindowAggregate()
+        self.cum_at_ack = WindowAggregate()
+        self.ack_upto_ms = _NEG
+        self.first_exposed: int | None = None
+        self.pre_baseline: WindowAggregate | None = None
+
+    def streak(self, name: str, idx: int, hit: bool | None) -> int:
+        """Consecutive-window counter; ``hit=None`` (pending) keeps it, re-evaluation is idempotent."""
+        s = self.streaks.get(name)
+        if s is None:
+            s = self.streaks[name] = [idx, 0, 0]
+        elif s[0] != idx:
+            s[0], s[1] = idx, s[2]
+        s[2] = s[1] + 1 if hit else (s[1] if hit is None else 0)
+        return s[2]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "a": self.last_action.value if self.last_action else None,
+            "s": self.streaks,
+            "c": self.cum.to_dict(),
+            "ca": self.cum_at_ack.to_dict(),
+            "u": self.ack_upto_ms,
+            "f": self.first_exposed,
+            "p": self.pre_baseline.to_dict() if self.pre_baseline is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StageState:
+        s = cls()
+        s.last_action = Action(d["a"]) if d["a"] else None
+        s.streaks = {k: list(v) for k, v in d["s"].items()}
+        s.cum = WindowAggregate.from_dict(d["c"])
+        s.cum_at_ack = WindowAggregate.from_dict(d["ca"])
+        s.ack_upto_ms = d["u"]
+        s.first_exposed = d["f"]
+        s.pre_baseline = WindowAggregate.from_dict(d["p"]) if d["p"] is not None else None
+        return s
+
+
+def add_cum(cum: WindowAggregate, agg: WindowAggregate, sign: int = 1) -> None:
+    for f in CUM_FIELDS:
+        v = getattr(agg, f)
+        if v:
+            setattr(cum, f, getattr(cum, f) + sign * v)

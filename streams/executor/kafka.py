@@ -1,0 +1,67 @@
+"""Kafka clients of the executor (confluent-kafka), built from one Settings object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+
+from streams.codecs import Encoder, Framing, RegistryResolver, default_catalogue
+from streams.config import Settings
+
+__all__ = ["make_consumer", "make_encoder", "make_producer", "produce_decision"]
+
+
+def make_producer(settings: Settings) -> Producer:
+    """Idempotent producer; ``murmur2_random`` so device-keyed records share a partition number."""
+    return Producer(
+        settings.kafka_client_config()
+        | {"acks": "all", "enable.idempotence": True, "partitioner": "murmur2_random", "linger.ms": 5}
+    )
+
+
+def make_consumer(settings: Settings, group: str, topics: list[str]) -> Consumer:
+    c = Consumer(
+        settings.kafka_client_config()
+        | {
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+        }
+    )
+    c.subscribe(topics)
+    return c
+
+
+def make_encoder(settings: Settings) -> Encoder:
+    if settings.schema_registry_url:
+        cat = default_catalogue()
+        return Encoder(cat, RegistryResolver.from_url(settings.schema_registry_url, cat))
+    return Encoder()
+
+
+def produce_decision(settings: Settings, decision: Any, timeout_s: float = 15.0) -> None:
+    """Write one decision to the control topic and wait until the broker has it."""
+    producer = make_producer(settings)
+    value, headers = make_encoder(settings).encode(
+        decision, Framing(settings.output_framing), topic=settings.topic("rollout-control")
+    )
+    errors: list[str] = []
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    producer.produce(
+        settings.topic("rollout-control"),
+        value=value,
+        key=decision.rollout_id.encode(),
+        headers=headers,
+        on_delivery=on_delivery,
+    )
+    left = producer.flush(timeout_s)
+    if left or errors:
+        raise RuntimeError(
+            f"decision not delivered to {settings.topic('rollout-control')}: {errors or 'timeout'}"
+        )

@@ -1,0 +1,262 @@
+"""The decider stage: a Faust app over the small, rollout-keyed `partials` topic.
+
+It merges partial aggregates per rollout, moves the rollout's watermark, decides, and
+publishes decisions (control topic), cohort health, and the latest status in Redis.
+Per-rollout state lives in a Faust table with a changelog topic, so it survives crashes
+and rebalances.  Delivery: a decision is produced and flushed (acks=all, idempotent
+producer) *before* the state that records it is written, so a crash can only repeat a
+decision (same deterministic id), never lose one; re-sent partials are recognised by
+their (source partition, sequence) and not merged twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import faust
+import redis
+from confluent_kafka import Producer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from gates.events import CohortHealth, Decision
+from gates.policy import GatePolicy
+from streams.codecs import Decoder, Encoder, Framing
+from streams.config import Settings
+from streams.logs import log_event
+from streams.topics import TOPICS
+from streams.worker.decide import RolloutGate
+from streams.worker.envelope import decode_envelope
+from streams.worker.metrics import WorkerMetrics
+
+__all__ = ["DeciderStage", "build_app", "status_key"]
+
+log = logging.getLogger("fleetgate.decider")
+
+_PARTIALS_PARTITIONS = next(t.partitions for t in TOPICS if t.name == "partials")
+
+
+def _read_committed() -> None:
+    """Make Faust's aiokafka consumer read committed records only.
+
+    The ingest stage writes partials inside Kafka transactions; a partial from an aborted
+    transaction must never be merged.  Faust 0.15 sets `read_committed` only under its own
+    `exactly_once` guarantee (which has open bugs), so we set the isolation level on the
+    consumer it builds, before the consumer starts its fetcher.
+    """
+    thread_cls = faust_aiokafka.AIOKafkaConsumerThread
+    if getattr(thread_cls, "_fleetgate_read_committed", False):
+        return
+    original = thread_cls._create_worker_consumer
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+    thread_cls._create_worker_consumer = create
+    thread_cls._fleetgate_read_committed = True
+
+
+def status_key(settings: Settings, rollout_id: str) -> str:
+    return f"{settings.redis_namespace}:status:{rollout_id}"
+
+
+class DeciderStage:
+    """Everything the agent does per envelope, kept out of Faust so it can be read alone."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        policy: GatePolicy,
+        metrics: WorkerMetrics,
+        *,
+        idle_timeout_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        sign: Callable[[Decision], tuple[bytes | None, str | None]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.metrics = metrics
+        self.idle_timeout_s = idle_timeout_s
+        self.clock = clock
+        self.sign = sign
+        self.encoder = Encoder()
+        self.plan_decoder = Decoder.output()
+        self.framing = Framing(settings.output_framing)
+        self.producer = Producer(
+            settings.kafka_client_config() | {"acks": "all", "enable.idempotence": True, "linger.ms": 0}
+        )
+        self.redis = redis.Redis.from_url(
+            settings.redis_url.value, socket_timeout=2, socket_connect_timeout=2
+        )
+        self._cache: dict[str, tuple[bytes, RolloutGate]] = {}
+
+    def gate_for(self, rollout_id: str, raw: bytes | None) -> RolloutGate:
+        cached = self._cache.get(rollout_id)
+        if cached is not None and raw is cached[0]:
+            return cached[1]
+        gate = RolloutGate.from_bytes(self.policy, raw) if raw else RolloutGate.new(rollout_id, self.policy)
+        return gate
+
+    def remember(self, gate: RolloutGate) -> bytes:
+        raw = gate.to_bytes()
+        self._cache[gate.rollout_id] = (raw, gate)
+        return raw
+
+    def handle(self, raw_state: bytes | None, value: bytes) -> tuple[RolloutGate, list[Decision], bool]:
+        env = decode_envelope(value)
+        gate = self.gate_for(env.rollout_id, raw_state)
+        before = gate.decider.duplicates
+        decisions, changed = gate.apply(env, self.clock(), self.idle_timeout_s, self.plan_decoder)
+        if gate.decider.duplicates > before:
+            self.metrics.duplicates.inc(gate.decider.duplicates - before)
+        if gate.watermark_ms > 0:
+            self.metrics.watermark_lag.labels(gate.rollout_id).set(self.clock() * 1000 - gate.watermark_ms)
+        return gate, decisions, changed
+
+    def publish(self, gate: RolloutGate, decisions: list[Decision]) -> None:
+        """Produce decisions and fresh cohort health, wait for the broker's acks."""
+        control = self.settings.topic("rollout-control")
+        for d in decisions:
+            signature, key_id = self.sign(d) if self.sign else (None, None)
+            value, headers = self.encoder.encode(d, self.framing, signature=signature, key_id=key_id)
+            self.producer.produce(control, key=d.rollout_id.encode(), value=value, headers=headers)
+            self.metrics.decisions.labels(d.action.value).inc()
+            log_event(
+                log,
+                "decision",
+                rollout=d.rollout_id,
+                stage=d.stage,
+                action=d.action.value,
+                decision_id=d.decision_id,
+                reasons=[f"{r.rule_id}:{r.verdict}" for r in d.reasons],
+            )
+        health = gate.health()
+        for h in health:
+            value, headers = self.encoder.encode(h, self.framing)
+            self.producer.produce(
+                self.settings.topic("cohort-health"), key=h.rollout_id.encode(), value=value, headers=headers
+            )
+        remaining = self.producer.flush(30)
+        if remaining:
+            raise RuntimeError(f"{remaining} decision/health records not acknowledged by the broker")
+        self._status(gate, decisions, health)
+
+    def _status(self, gate: RolloutGate, decisions: list[Decision], health: list[CohortHealth]) -> None:
+        """Latest status per rollout in Redis, for `fleetgate status`; best effort (Kafka is the record)."""
+        mapping: dict[str, str] = {
+            "watermark_ms": str(gate.watermark_ms),
+            "updated_at_ms": str(int(self.clock() * 1000)),
+        }
+        if decisions:
+            last = decisions[-1]
+            mapping |= {
+                "action": last.action.value,
+                "stage": str(last.stage),
+                "decision_id": last.decision_id,
+                "reasons": json.dumps([_reason_json(r) for r in last.reasons]),
+            }
+        if health:
+            mapping["health"] = json.dumps([_health_json(h) for h in health])
+        try:
+            self.redis.hset(status_key(self.settings, gate.rollout_id), mapping=mapping)
+        except redis.RedisError as exc:
+            log_event(
+                log, "status not written to Redis", logging.WARNING, rollout=gate.rollout_id, error=str(exc)
+            )
+
+
+def _reason_json(r: Any) -> dict[str, Any]:
+    return {
+        k: getattr(r, k)
+        for k in ("rule_id", "metric", "verdict", "observed", "baseline", "threshold", "sample_size")
+    }
+
+
+def _health_json(h: CohortHealth) -> dict[str, Any]:
+    return {
+        "stage": h.stage,
+        "firmware_version": h.firmware_version,
+        "baseline": h.is_baseline,
+        "window_end_ms": h.window_end_ms,
+        "expected": h.devices_expected,
+        "reporting": h.devices_reporting,
+        "metrics": dict(h.metrics),
+    }
+
+
+def build_app(
+    settings: Settings, stage: DeciderStage, *, instance: str = "0", datadir: Path | None = None
+) -> faust.App:
+    _read_committed()
+    datadir = datadir or Path(".cache") / "faust" / f"{settings.group_id}-{instance}"
+    datadir.mkdir(parents=True, exist_ok=True)
+    servers = [s.strip() for s in settings.bootstrap_servers.split(",")]
+    app = faust.App(
+        f"{settings.group_id}-decider",
+        broker=[f"kafka://{s}" for s in servers],
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        web_enabled=False,
+        datadir=str(datadir),
+        topic_partitions=_PARTIALS_PARTITIONS,
+        topic_replication_factor=settings.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+    )
+    partials = app.topic(
+        settings.topic("partials"),
+        key_type=bytes,
+        value_type=bytes,
+        value_serializer="raw",
+        key_serializer="raw",
+    )
+    table = app.Table(
+        "decider-state",
+        default=None,
+        partitions=_PARTIALS_PARTITIONS,
+        schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+        help="per-rollout decider state (gates.Decider + source watermarks)",
+    )
+
+    @app.agent(partials, concurrency=1)  # concurrency 1: faust #606 can skip offsets otherwise
+    async def decide(stream: Any) -> None:
+        loop = asyncio.get_running_loop()
+        async for event in stream.events():
+            key = event.key
+            gate, decisions, changed = stage.handle(table.get(key), event.value)
+            if changed:
+                # Decisions reach the broker before the state that records them: never lost,
+                # at worst repeated with the same id after a crash.
+                await loop.run_in_executor(None, stage.publish, gate, decisions)
+                table[key] = stage.remember(gate)
+
+    return app
+
+
+def _credentials(settings: Settings) -> Any:
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    import ssl
+
+    context = (
+        ssl.create_default_context(cafile=settings.ssl_ca_location or None)
+        if settings.security_protocol.endswith("SSL")
+        else None
+    )
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.value,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=context,
+        )
+    return faust.SSLCredentials(context)

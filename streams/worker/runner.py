@@ -1,0 +1,116 @@
+"""`fleetgate worker`: the ingest stage (a thread) and the decider stage (a Faust app) in one process.
+
+Either role can also run alone (`--role ingest|decide`) to scale them separately.
+SIGTERM stops Faust gracefully; the ingest thread then makes its last commit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+import redis
+
+from gates.policy import DEFAULT_POLICY, GatePolicy, load_policy
+from streams.config import ConfigError, Settings
+from streams.inventory import InventoryCache
+from streams.logs import log_event
+from streams.worker.app import DeciderStage, build_app
+from streams.worker.ingest import IngestLoop
+from streams.worker.metrics import WorkerMetrics
+
+__all__ = ["load_worker_policy", "run_worker"]
+
+log = logging.getLogger("fleetgate.worker")
+
+
+def load_worker_policy(settings: Settings, window_ms: int | None = None) -> GatePolicy:
+    """The policy file (FLEETGATE_POLICY) or the built-in default; a window override changes its version."""
+    policy = DEFAULT_POLICY
+    if settings.policy_path:
+        try:
+            policy = load_policy(Path(settings.policy_path).read_bytes())
+        except ValueError as exc:
+            raise ConfigError(f"FLEETGATE_POLICY={settings.policy_path}: {exc}") from None
+    if window_ms and window_ms != policy.window_ms:
+        # Aggregates of another window size are another state: the version says so.
+        policy = dataclasses.replace(policy, window_ms=window_ms, version=f"{policy.version}+w{window_ms}")
+    return policy
+
+
+class _IngestThread(threading.Thread):
+    def __init__(self, loop: IngestLoop, stop: threading.Event) -> None:
+        super().__init__(name="fleetgate-ingest", daemon=True)
+        self.loop, self.stop, self.error = loop, stop, None  # type: ignore[var-annotated]
+
+    def run(self) -> None:
+        try:
+            self.loop.run(self.stop)
+        except BaseException as exc:  # noqa: BLE001 - reported, then the whole worker stops
+            self.error = exc
+            log.exception("ingest stage failed; stopping the worker")
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    role: str = "all",
+    instance: str = "0",
+    idle_timeout_s: float = 30.0,
+    commit_interval_s: float = 0.25,
+    window_ms: int | None = None,
+) -> int:
+    policy = load_worker_policy(settings, window_ms)
+    metrics = WorkerMetrics()
+    metrics.serve(settings.metrics_port)
+    log_event(
+        log,
+        "worker starting",
+        role=role,
+        instance=instance,
+        policy=policy.version,
+        window_ms=policy.window_ms,
+    )
+    stop = threading.Event()
+    ingest: _IngestThread | None = None
+    if role in ("all", "ingest"):
+        client = redis.Redis.from_url(settings.redis_url.value, socket_timeout=2, socket_connect_timeout=2)
+        cache = InventoryCache(client, settings.redis_namespace)
+        loop = IngestLoop(
+            settings,
+            policy,
+            instance=instance,
+            inventory=cache,
+            metrics=metrics,
+            commit_interval_s=commit_interval_s,
+        )
+        ingest = _IngestThread(loop, stop)
+        ingest.start()
+    try:
+        if role in ("all", "decide"):
+            from faust.worker import Worker
+
+            stage = DeciderStage(settings, policy, metrics, idle_timeout_s=idle_timeout_s)
+            app = build_app(settings, stage, instance=instance)
+            worker = Worker(app, loglevel="WARNING", quiet=True)
+            try:
+                worker.execute_from_commandline()
+            except SystemExit:
+                pass
+        else:
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+            stop.wait()
+    finally:
+        stop.set()
+        if ingest is not None:
+            ingest.join(timeout=60)
+    if ingest is not None and ingest.error is not None:
+        return 1
+    log_event(log, "worker stopped", role=role, instance=instance)
+    return 0
