@@ -6,5 +6,6 @@ COPY gates ./gates
 COPY streams ./streams
 COPY schemas ./schemas
 COPY policies ./policies
-RUN pip install --no-cache-dir .
+# Editable: the codecs read schemas/ from the source tree, the one place wire formats are defined.
+RUN pip install --no-cache-dir -e .
 ENTRYPOINT ["fleetgate"]

@@ -15,14 +15,14 @@ from collections.abc import Iterable
 
 from gates.decider import ENGINE_VERSION, Decider
 from gates.errors import SnapshotError
-from gates.events import Ack, CohortHealth, Decision, DeviceCommand, RolloutPlan, Telemetry
+from gates.events import CohortHealth, Decision, RolloutPlan
 from gates.partial import PartialAggregator
+from gates.partition import PartitionEngine
 from gates.policy import DEFAULT_POLICY, GatePolicy
 from gates.serial import dumps, loads
+from gates.wire import WindowPartial
 
 __all__ = ["ENGINE_VERSION", "Engine"]
-
-_NEG = -(2**62)
 
 
 class Engine:
@@ -30,60 +30,43 @@ class Engine:
 
     def __init__(self, policy: GatePolicy = DEFAULT_POLICY) -> None:
         self.policy = policy
-        self.partial = PartialAggregator(policy)
+        self.part = PartitionEngine(policy, 0)
         self.decider = Decider(policy)
-        self.max_event_ms = _NEG
-        self.watermark_ms = _NEG
+        self._out: list[Decision] = []
+
+    # The PartitionEngine hands closed windows and plans to us (WindowSink) in stream order.
+    def closed(self, partials: list[WindowPartial], watermark_ms: int) -> None:
+        self.decider.merge(partials)
+        self._out.extend(self.decider.advance(watermark_ms))
+
+    def plan(self, plan: RolloutPlan) -> None:
+        self.decider.observe_plan(plan)
+
+    @property
+    def partial(self) -> PartialAggregator:
+        return self.part.partial
+
+    @property
+    def watermark_ms(self) -> int:
+        return self.part.watermark_ms
+
+    @property
+    def max_event_ms(self) -> int:
+        return self.part.max_event_ms
 
     def step(self, events: Iterable[object]) -> list[Decision]:
         """Fold a batch of canonical events; return the decisions it caused."""
-        out: list[Decision] = []
-        partial = self.partial
-        handlers = partial.handlers()
-        w = self.policy.window_ms
-        lateness = self.policy.allowed_lateness_ms
-        skew = self.policy.clock_skew_ms
-        boundary = (partial.closed + 1) * w + lateness
-        max_t = self.max_event_ms
-        for ev in events:
-            tp = type(ev)
-            if tp is Telemetry or tp is Ack:
-                t = ev.event_time_ms  # type: ignore[attr-defined]
-                ing = ev.ingest_time_ms  # type: ignore[attr-defined]
-                if t - ing > skew or ing - t > skew:
-                    t = ing
-            elif tp is DeviceCommand:
-                t = ev.issued_at_ms  # type: ignore[attr-defined]
-            else:
-                t = _NEG
-                if tp is RolloutPlan:
-                    self.decider.observe_plan(ev)  # type: ignore[arg-type]
-            if t > max_t:
-                max_t = t
-                if t >= boundary:
-                    self.max_event_ms = max_t
-                    out.extend(self._close(max_t - lateness))
-                    boundary = (partial.closed + 1) * w + lateness
-            partial.events_in += 1
-            handler = handlers.get(tp)
-            if handler is not None:
-                handler(ev)
-        self.max_event_ms = max_t
-        if partial.has_pending_late():
-            out.extend(self._close(self.watermark_ms))
-        return out
-
-    def _close(self, watermark_ms: int) -> list[Decision]:
-        if watermark_ms > self.watermark_ms:
-            self.watermark_ms = watermark_ms
-        self.decider.merge(self.partial.flush(self.watermark_ms))
-        return self.decider.advance(self.watermark_ms)
+        self._out = []
+        self.part.step(events, self)
+        return self._out
 
     def advance(self, watermark_ms: int) -> list[Decision]:
         """Move the watermark to ``watermark_ms`` (ignored if not ahead) and evaluate."""
-        if watermark_ms <= self.watermark_ms and not self.partial.has_pending_late():
-            return []
-        return self._close(max(watermark_ms, self.watermark_ms))
+        self._out = []
+        partials = self.part.advance(watermark_ms)
+        if partials or watermark_ms > self.decider.watermark_ms:
+            self.closed(partials, self.part.watermark_ms)
+        return self._out
 
     def acknowledge(self, rollout_id: str, stage: int, upto_window_end_ms: int) -> None:
         """Operator resumed a stage: see :meth:`gates.decider.Decider.acknowledge`."""
@@ -100,9 +83,7 @@ class Engine:
                 "engine_version": ENGINE_VERSION,
                 "policy_version": self.policy.version,
                 "window_ms": self.policy.window_ms,
-                "max_event_ms": self.max_event_ms,
-                "watermark_ms": self.watermark_ms,
-                "partial": self.partial.to_dict(),
+                **self.part.to_dict(),
                 "decider": self.decider.to_dict(),
             }
         )
@@ -118,11 +99,6 @@ class Engine:
                 f"snapshot taken under policy {d.get('policy_version')!r}, not {policy.version!r}"
             )
         eng = cls(policy)
-        try:
-            eng.partial = PartialAggregator.from_dict(policy, d["partial"])
-            eng.max_event_ms = d["max_event_ms"]
-            eng.watermark_ms = d["watermark_ms"]
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise SnapshotError(f"malformed snapshot: {exc}") from None
+        eng.part = PartitionEngine.from_dict(policy, d)
         eng.decider = Decider.from_dict(policy, d["decider"])
         return eng

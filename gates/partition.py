@@ -10,18 +10,38 @@ how the stream was cut into batches.  A Decider (per rollout) merges the partial
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 from gates.errors import SnapshotError
-from gates.events import Ack, DeviceCommand, Telemetry
+from gates.events import Ack, DeviceCommand, RolloutPlan, Telemetry
 from gates.partial import PartialAggregator
 from gates.policy import GatePolicy
 from gates.serial import dumps, loads
 from gates.wire import WindowPartial
 
-__all__ = ["PartitionEngine"]
+__all__ = ["PartitionEngine", "WindowSink"]
 
 _NEG = -(2**62)
 _STATE_VERSION = 1
+
+
+class WindowSink(Protocol):
+    """Receives what a partition engine emits, in stream order."""
+
+    def closed(self, partials: list[WindowPartial], watermark_ms: int) -> None: ...
+
+    def plan(self, plan: RolloutPlan) -> None: ...
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.partials: list[WindowPartial] = []
+
+    def closed(self, partials: list[WindowPartial], watermark_ms: int) -> None:
+        self.partials.extend(partials)
+
+    def plan(self, plan: RolloutPlan) -> None:
+        pass
 
 
 class PartitionEngine:
@@ -35,9 +55,15 @@ class PartitionEngine:
     def partition(self) -> int:
         return self.partial.partition
 
-    def step(self, events: Iterable[object]) -> list[WindowPartial]:
-        """Fold a batch; return the partials of windows it closed (and late deltas)."""
-        out: list[WindowPartial] = []
+    def step(self, events: Iterable[object], sink: WindowSink | None = None) -> list[WindowPartial]:
+        """Fold a batch; return the partials of windows it closed (and late deltas).
+
+        With a `sink`, partials go to ``sink.closed`` at the moment each window closes
+        (before the event that closed it is applied) and plans to ``sink.plan`` in
+        stream order; the return value is then empty.
+        """
+        collect = _Collect()
+        out = sink or collect
         partial = self.partial
         handlers = partial.handlers()
         w = self.policy.window_ms
@@ -56,11 +82,13 @@ class PartitionEngine:
                 t = ev.issued_at_ms  # type: ignore[attr-defined]
             else:
                 t = _NEG
+                if tp is RolloutPlan:
+                    out.plan(ev)  # type: ignore[arg-type]
             if t > max_t:
                 max_t = t
                 if t >= boundary:
                     self.max_event_ms = max_t
-                    out.extend(self._flush(max_t - lateness))
+                    out.closed(self._flush(max_t - lateness), self.watermark_ms)
                     boundary = (partial.closed + 1) * w + lateness
             partial.events_in += 1
             handler = handlers.get(tp)
@@ -68,8 +96,8 @@ class PartitionEngine:
                 handler(ev)
         self.max_event_ms = max_t
         if partial.has_pending_late():
-            out.extend(self._flush(self.watermark_ms))
-        return out
+            out.closed(self._flush(self.watermark_ms), self.watermark_ms)
+        return collect.partials
 
     def advance(self, watermark_ms: int) -> list[WindowPartial]:
         """Move the watermark forward without events (ignored unless it is ahead)."""
@@ -85,16 +113,27 @@ class PartitionEngine:
     def rollout_ids(self) -> list[str]:
         return sorted(self.partial.rollouts)
 
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "max_event_ms": self.max_event_ms,
+            "watermark_ms": self.watermark_ms,
+            "partial": self.partial.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, policy: GatePolicy, d: dict[str, object]) -> PartitionEngine:
+        try:
+            partial = PartialAggregator.from_dict(policy, d["partial"])  # type: ignore[arg-type]
+            eng = cls(policy, partial.partition)
+            eng.partial = partial
+            eng.max_event_ms = int(d["max_event_ms"])  # type: ignore[call-overload]
+            eng.watermark_ms = int(d["watermark_ms"])  # type: ignore[call-overload]
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise SnapshotError(f"malformed partition snapshot: {exc}") from None
+        return eng
+
     def snapshot(self) -> bytes:
-        return dumps(
-            {
-                "v": _STATE_VERSION,
-                "policy_version": self.policy.version,
-                "max_event_ms": self.max_event_ms,
-                "watermark_ms": self.watermark_ms,
-                "partial": self.partial.to_dict(),
-            }
-        )
+        return dumps({"v": _STATE_VERSION, "policy_version": self.policy.version, **self.to_dict()})
 
     @classmethod
     def restore(cls, policy: GatePolicy, data: bytes) -> PartitionEngine:
@@ -103,12 +142,4 @@ class PartitionEngine:
             raise SnapshotError("partition snapshot of another version")
         if d.get("policy_version") != policy.version:
             raise SnapshotError(f"partition snapshot taken under policy {d.get('policy_version')!r}")
-        try:
-            partial = PartialAggregator.from_dict(policy, d["partial"])
-            eng = cls(policy, partial.partition)
-            eng.partial = partial
-            eng.max_event_ms = int(d["max_event_ms"])
-            eng.watermark_ms = int(d["watermark_ms"])
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise SnapshotError(f"malformed partition snapshot: {exc}") from None
-        return eng
+        return cls.from_dict(policy, d)

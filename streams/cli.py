@@ -76,6 +76,7 @@ _COMMAND_MODULES = (
     "streams.worker.commands",
     "streams.executor.commands",
     "streams.simulator.commands",
+    "streams.replay.commands",
 )
 
 

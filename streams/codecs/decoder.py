@@ -25,7 +25,6 @@ Kafka message timestamp as ``ingest_time_ms``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
@@ -39,6 +38,7 @@ from streams.codecs.framing import Framing
 from streams.codecs.headers import H_FORMAT, H_SCHEMA, H_SCHEMA_VERSION, header_text, normalize_headers
 from streams.codecs.jsonform import JsonShapeError, from_plain_json, loads_object
 from streams.codecs.kinds import ACK, OUTPUT, TELEMETRY, Mapper, StreamKind
+from streams.codecs.readplan import DecodeLimits, ReadPlan
 from streams.codecs.resolver import LocalResolver, RegistryUnavailable, SchemaResolver
 
 __all__ = ["DecodeLimits", "Decoder", "Message"]
@@ -48,58 +48,6 @@ Message = tuple[Any, ...]  # (value, headers, timestamp_ms, topic, partition, of
 _JSON_START = frozenset(b" \t\r\n")
 _MAX_NEGATIVE_CACHE = 4096  # unknown ids/fingerprints come from untrusted bytes: bound the cache
 _FRAMINGS = frozenset(f.value for f in Framing)
-_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
-
-
-@dataclass(frozen=True, slots=True)
-class DecodeLimits:
-    """Configurable bounds; anything outside gives a DecodeError."""
-
-    max_payload_bytes: int = 64 * 1024
-    max_future_skew_ms: int = 15 * 60 * 1000  # event time ahead of the Kafka timestamp
-    max_past_skew_ms: int = 7 * 24 * 3600 * 1000  # event time behind it (devices buffer offline)
-    min_event_time_ms: int = 1_420_070_400_000  # 2015-01-01T00:00Z: older is a reset clock
-    max_event_time_ms: int = 4_102_444_800_000  # 2100-01-01T00:00Z
-
-
-class _Plan:
-    """How to read one writer schema (cached per id / fingerprint / header)."""
-
-    __slots__ = ("defaults", "entry", "mapper", "reader", "ref", "source_format", "writer")
-
-    def __init__(self, entry: SchemaEntry, reader: SchemaEntry, mapper: Mapper, ref: str) -> None:
-        self.entry = entry
-        self.writer = entry.parsed
-        self.mapper = mapper
-        self.ref = ref
-        self.source_format = SourceFormat.AVRO_V1 if entry.version == 1 else SourceFormat.AVRO_V2
-        self.defaults: dict[str, Any] | None = None
-        self.reader: dict[str, Any] | None = None
-        if reader.fingerprint != entry.fingerprint:
-            self.defaults = _added_defaults(entry, reader)
-            if self.defaults is None:
-                self.reader = reader.parsed
-
-
-def _added_defaults(writer: SchemaEntry, reader: SchemaEntry) -> dict[str, Any] | None:
-    """Reader defaults to add when the reader only appends defaulted fields, else None."""
-    rfields = {f["name"]: f for f in reader.parsed["fields"]}
-    if writer.parsed.get("name") != reader.parsed.get("name"):
-        return None
-    for f in writer.parsed["fields"]:
-        r = rfields.get(f["name"])
-        t = f["type"]
-        if r is None or r["type"] != t:
-            return None
-        if not (isinstance(t, str) and t in _PRIMITIVES) and not (
-            isinstance(t, list) and all(isinstance(b, str) and b in _PRIMITIVES for b in t)
-        ):
-            return None
-    wnames = {f["name"] for f in writer.parsed["fields"]}
-    added = {n: f for n, f in rfields.items() if n not in wnames}
-    if any("default" not in f for f in added.values()):
-        return None
-    return {n: f["default"] for n, f in added.items()}
 
 
 class Decoder:
@@ -145,7 +93,7 @@ class Decoder:
         if mapper is None or entry.json_only:
             return (ErrorReason.UNEXPECTED_SCHEMA, f"{entry.full_name} not on {self.kind.name} streams", ref)
         reader = self.catalogue.find(entry.full_name) or entry
-        plan = _Plan(entry, reader, mapper, ref)
+        plan = ReadPlan(entry, reader, mapper, ref)
         if plan.defaults is not None and plan.defaults == self.kind.self_defaults.get(entry.full_name):
             plan.defaults = None  # the mapper applies exactly these defaults itself
         return plan

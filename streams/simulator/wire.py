@@ -155,7 +155,15 @@ class TelemetryWire:
             )
         if fmt == FMT_AVRO_V1:
             return b"".join(
-                (self.prefix[1], _SMALL[len(key) << 1], key, self._ts, self.astr(fw), _FF(temp, cpu), avro_long(err))
+                (
+                    self.prefix[1],
+                    _SMALL[len(key) << 1],
+                    key,
+                    self._ts,
+                    self.astr(fw),
+                    _FF(temp, cpu),
+                    avro_long(err),
+                )
             )
         bat_s = "" if bat is None else f',"bat":{bat!r}'
         boot_s = "true" if boot else "false"

@@ -27,7 +27,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from gates.events import CohortHealth, Decision
 from gates.policy import GatePolicy
 from streams.codecs import Decoder, Encoder, Framing
-from streams.config import Settings
+from streams.config import ConfigError, Settings
 from streams.logs import log_event
 from streams.topics import TOPICS
 from streams.worker.decide import RolloutGate
@@ -96,13 +96,20 @@ class DeciderStage:
             settings.redis_url.value, socket_timeout=2, socket_connect_timeout=2
         )
         self._cache: dict[str, tuple[bytes, RolloutGate]] = {}
+        telemetry = settings.topic("telemetry")
+        meta = self.producer.list_topics(telemetry, timeout=30).topics[telemetry]
+        if meta.error is not None:
+            raise ConfigError(f"topic {telemetry} is missing: run `fleetgate topics create` ({meta.error})")
+        self.input_partitions = len(meta.partitions)
 
     def gate_for(self, rollout_id: str, raw: bytes | None) -> RolloutGate:
         cached = self._cache.get(rollout_id)
         if cached is not None and raw is cached[0]:
             return cached[1]
-        gate = RolloutGate.from_bytes(self.policy, raw) if raw else RolloutGate.new(rollout_id, self.policy)
-        return gate
+        now = self.clock()
+        if raw:
+            return RolloutGate.from_bytes(self.policy, raw, now)
+        return RolloutGate.new(rollout_id, self.policy, self.input_partitions, now)
 
     def remember(self, gate: RolloutGate) -> bytes:
         raw = gate.to_bytes()

@@ -38,10 +38,12 @@ class RolloutGate:
     sources: dict[int, SourceClock] = field(default_factory=dict)
     watermark_ms: int = _NEG
     plan_state: str | None = None
+    expected_sources: int = 0  # input partitions that feed every rollout
+    started_at_s: float = 0.0
 
     @classmethod
-    def new(cls, rollout_id: str, policy: GatePolicy) -> RolloutGate:
-        return cls(rollout_id, Decider(policy))
+    def new(cls, rollout_id: str, policy: GatePolicy, expected_sources: int, now_s: float) -> RolloutGate:
+        return cls(rollout_id, Decider(policy), expected_sources=expected_sources, started_at_s=now_s)
 
     def apply(
         self, env: Envelope, now_s: float, idle_timeout_s: float, plan_decoder: Decoder
@@ -84,9 +86,19 @@ class RolloutGate:
         self.plan_state = plan.state.value
 
     def effective_watermark(self, now_s: float, idle_timeout_s: float) -> int:
-        active = [c.watermark_ms for c in self.sources.values() if now_s - c.moved_at_s < idle_timeout_s]
+        """Minimum over the input partitions that are not idle.
+
+        A partition not heard from yet holds the watermark back like one at -inf, until it
+        has been silent for the idle timeout: otherwise the first partition to report
+        would close windows the others still have data for.
+        """
+        clocks = list(self.sources.values())
+        unseen = self.expected_sources - len(self.sources)
+        if unseen > 0 and now_s - self.started_at_s < idle_timeout_s:
+            return _NEG
+        active = [c.watermark_ms for c in clocks if now_s - c.moved_at_s < idle_timeout_s]
         if not active:  # everything idle: the most advanced source still bounds event time
-            active = [max((c.watermark_ms for c in self.sources.values()), default=_NEG)]
+            active = [max((c.watermark_ms for c in clocks), default=_NEG)]
         return min(active)
 
     def health(self) -> list[CohortHealth]:
@@ -101,16 +113,20 @@ class RolloutGate:
                 "sources": {str(p): [c.watermark_ms, c.moved_at_s] for p, c in self.sources.items()},
                 "watermark_ms": self.watermark_ms,
                 "plan_state": self.plan_state,
+                "expected_sources": self.expected_sources,
             }
         )
 
     @classmethod
-    def from_bytes(cls, policy: GatePolicy, data: bytes) -> RolloutGate:
+    def from_bytes(cls, policy: GatePolicy, data: bytes, now_s: float) -> RolloutGate:
+        """Restore; source clocks restart at `now_s` (a restart is not idleness)."""
         d = loads(data)
         return cls(
             d["rollout_id"],
             Decider.from_dict(policy, d["decider"]),
-            {int(p): SourceClock(int(v[0]), float(v[1])) for p, v in d["sources"].items()},
+            {int(p): SourceClock(int(v[0]), now_s) for p, v in d["sources"].items()},
             int(d["watermark_ms"]),
             d["plan_state"],
+            int(d["expected_sources"]),
+            now_s,
         )
