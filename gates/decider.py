@@ -56,6 +56,7 @@ class Decider:
         self.dirty: set[str] = set()
         self.late_dropped = 0
         self.duplicates = 0
+        self.pending: dict[int, list[WindowPartial]] = {}  # partials of windows not evaluated yet
         self.health: list[CohortHealth] = []
 
     # ----------------------------------------------------------------- inputs
@@ -87,46 +88,64 @@ class Decider:
         return st
 
     def merge(self, partials: Iterable[WindowPartial]) -> None:
-        """Add partial aggregates; re-sent partials (sequence already merged) are ignored."""
-        lookback = self.policy.lookback_windows
+        """Add partial aggregates; re-sent partials (sequence already merged) are ignored.
+
+        A partial for a window not evaluated yet waits in ``pending`` until :meth:`advance`
+        reaches its window, so an evaluation only ever sees data up to its own window, however
+        early other partitions' partials arrive.  Partials for evaluated windows (late data)
+        are applied at once and re-evaluate the rollout.
+        """
         for p in partials:
             if p.sequence <= self.seen.get(p.source_partition, -1):
                 self.duplicates += 1
                 continue
             self.seen[p.source_partition] = p.sequence
             idx = p.window_start_ms // self._w
-            rid = p.rollout_id
-            self.dirty.add(rid)
-            keep = idx > self.evaluated - lookback - 1
-            store = self.windows.setdefault(rid, {}).setdefault(idx, {}) if keep else None
-            if not keep:
-                self.late_dropped += 1
-            for key, agg in p.aggregates.items():
-                if store is not None:
-                    mine = store.get(key)
-                    if mine is None:
-                        mine = store[key] = WindowAggregate()
-                    mine.merge(agg)
-                if key.cohort == VERSION_WIDE:
-                    continue
-                if not key.is_baseline:
-                    st = self._stage(rid, key.cohort)
-                    add_cum(st.cum, agg)
-                    if (agg.commanded > 0 or agg.applied > 0) and (
-                        st.first_exposed is None or idx < st.first_exposed
+            if idx > self.evaluated:
+                self.pending.setdefault(idx, []).append(p)
+            else:
+                self._apply(p)
+
+    def _apply_pending(self, upto: int) -> None:
+        for idx in sorted(i for i in self.pending if i <= upto):
+            for p in self.pending.pop(idx):
+                self._apply(p)
+
+    def _apply(self, p: WindowPartial) -> None:
+        lookback = self.policy.lookback_windows
+        idx = p.window_start_ms // self._w
+        rid = p.rollout_id
+        self.dirty.add(rid)
+        keep = idx > self.evaluated - lookback - 1
+        store = self.windows.setdefault(rid, {}).setdefault(idx, {}) if keep else None
+        if not keep:
+            self.late_dropped += 1
+        for key, agg in p.aggregates.items():
+            if store is not None:
+                mine = store.get(key)
+                if mine is None:
+                    mine = store[key] = WindowAggregate()
+                mine.merge(agg)
+            if key.cohort == VERSION_WIDE:
+                continue
+            if not key.is_baseline:
+                st = self._stage(rid, key.cohort)
+                add_cum(st.cum, agg)
+                if (agg.commanded > 0 or agg.applied > 0) and (
+                    st.first_exposed is None or idx < st.first_exposed
+                ):
+                    st.first_exposed = idx
+                    st.pre_baseline = self._pre_baseline(rid, key.cohort, idx)
+            else:
+                for (srid, sidx), st in self.stages.items():
+                    if (
+                        srid == rid
+                        and key.cohort >> sidx & 1
+                        and st.first_exposed is not None
+                        and st.pre_baseline is not None
+                        and st.first_exposed - lookback <= idx < st.first_exposed
                     ):
-                        st.first_exposed = idx
-                        st.pre_baseline = self._pre_baseline(rid, key.cohort, idx)
-                else:
-                    for (srid, sidx), st in self.stages.items():
-                        if (
-                            srid == rid
-                            and key.cohort >> sidx & 1
-                            and st.first_exposed is not None
-                            and st.pre_baseline is not None
-                            and st.first_exposed - lookback <= idx < st.first_exposed
-                        ):
-                            st.pre_baseline.merge(agg)
+                        st.pre_baseline.merge(agg)
 
     def _pre_baseline(self, rid: str, stage: int, first: int) -> WindowAggregate:
         out = WindowAggregate()
@@ -145,8 +164,14 @@ class Decider:
         last = self.watermark_ms // self._w - 1
         out: list[Decision] = []
         if last > self.evaluated:
-            first = max(self.evaluated + 1, last - self.policy.lookback_windows + 1)
+            first = self.evaluated + 1
+            floor = last - self.policy.lookback_windows + 1
+            if first < floor:
+                # After start-up or an idle gap, resume at the first window holding data, so the
+                # windows evaluated do not depend on how far the watermark jumped at once.
+                first = min([i for i in self.pending if i >= first] + [floor])
             for idx in range(first, last + 1):
+                self._apply_pending(idx)
                 self.evaluated = idx
                 out.extend(self._evaluate_all(idx, set(self.plans)))
             self._evict()
@@ -293,6 +318,7 @@ class Decider:
             "dirty": sorted(self.dirty),
             "late_dropped": self.late_dropped,
             "duplicates": self.duplicates,
+            "pending": [[i, [p.to_dict() for p in ps]] for i, ps in sorted(self.pending.items())],
         }
 
     @classmethod
@@ -314,6 +340,7 @@ class Decider:
             dec.dirty = set(d["dirty"])
             dec.late_dropped = d["late_dropped"]
             dec.duplicates = d["duplicates"]
+            dec.pending = {int(i): [WindowPartial.from_dict(p) for p in ps] for i, ps in d["pending"]}
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise SnapshotError(f"malformed decider state: {exc}") from None
         return dec

@@ -162,6 +162,9 @@ class Executor:
         t = self.poll_timeout_s if timeout_s is None else timeout_s
         n = 0
         for msg in self.control.consume(num_messages=100, timeout=t):
+            if msg.error() is not None:  # e.g. topic not yet available: nothing to commit
+                self._log("control_consumer_error", error=str(msg.error()))
+                continue
             n += 1
             records, errors = self._decisions.decode_batch([msg])
             for err in errors:

@@ -137,6 +137,7 @@ class Simulator:
         }
         # sparse state
         self.pending: dict[int, list[DeviceCommand]] = {}
+        self.attention = bytearray(n)  # 1: the device is offline or has queued commands
         self.offline_until: dict[int, int] = {}
         self.late: dict[int, list[tuple[int, AckStatus, DeviceCommand, str | None, int]]] = {}
         self.last_cmd: dict[int, tuple[str, int, bool]] = {}  # command_id, attempt, in flight
@@ -190,6 +191,7 @@ class Simulator:
         p = self.profiles[self.fleet.profile[i]]
         if p.sleeps or self.offline_until.get(i, -1) > now:
             self.pending.setdefault(i, []).append(cmd)
+            self.attention[i] = 1
         else:
             self._push(now + p.command_delay_ms, _DELIVER, i, cmd)
         return True
@@ -205,6 +207,7 @@ class Simulator:
             if action == _DELIVER:
                 if self.offline_until.get(i, -1) > t:
                     self.pending.setdefault(i, []).append(data)
+                    self.attention[i] = 1
                 else:
                     self._deliver(i, data, t)
             elif action == _ACK:
@@ -215,6 +218,7 @@ class Simulator:
             else:  # _DROP: link lost mid-update
                 outage, late_ack = data
                 self.offline_until[i] = t + outage
+                self.attention[i] = 1
                 if late_ack is not None:
                     self.late.setdefault(i, []).append((t, *late_ack))
                 cmd = late_ack[1] if late_ack else None
@@ -266,7 +270,7 @@ class Simulator:
         self.last_cmd[i] = (cmd.command_id, attempt, True)
         fw = cmd.target_kind is TargetKind.FIRMWARE
         cur_idx = self.fw[i] if fw else self.cfg[i]
-        names, flags = (self.fw_versions, self.fw_new) if fw else (self.cfg_versions, self.cfg_new)
+        flags = self.fw_new if fw else self.cfg_new
         ps = self.pset
         dl = ps.download_ms if fw else 0
         apply_ms = ps.apply_ms if fw else ps.config_apply_ms
@@ -321,10 +325,12 @@ class Simulator:
         if dl:
             self._push(t + dl, _ACK, i, (AckStatus.DOWNLOADING, cmd, None, attempt))
         self._push(t + dl + apply_ms, _APPLY, i, (target, job, True))
-        del names  # only used for clarity above
 
     def _apply(self, i: int, t: int, target: int | None, job: tuple[DeviceCommand, int], ok: bool) -> None:
         cmd, attempt = job
+        last = self.last_cmd.get(i)
+        if last is None or last[0] != cmd.command_id:
+            return  # superseded by a later command (e.g. a ROLLBACK during the update): nothing installed
         if ok and target is not None:
             if cmd.target_kind is TargetKind.FIRMWARE:
                 self.lkg_fw[i] = self.fw[i] if cmd.kind is CommandKind.UPDATE else target
@@ -376,6 +382,7 @@ class Simulator:
                     self._ack(i, et, status, cmd, error, attempt)
                     self.stats.late_acks += 1
         cmds = self.pending.pop(i, None)
+        self.attention[i] = 0
         if cmds:
             for cmd in cmds:
                 self._deliver(i, cmd, t)
@@ -391,7 +398,7 @@ class Simulator:
         noise, lat_noise, err_noise = self.noise, self.lat_noise, self.err_noise
         encode, headers = self.wire.encode, self.wire.headers
         sink = self.sink
-        offline, pending = self.offline_until, self.pending
+        offline, attention = self.offline_until, self.attention
         masks = self.masks
         vanish = masks.get(EffectKind.METRIC_VANISHES)
         vanish_name = vanish is not None and self.scenario.effect(EffectKind.METRIC_VANISHES).metric  # type: ignore[union-attr]
@@ -411,7 +418,7 @@ class Simulator:
         drops = [p.drop_probability for p in profiles]
         for i in bucket:
             pi = prof_col[i]
-            if (i in offline or i in pending) and not self._wake(i, t):
+            if attention[i] and not self._wake(i, t):
                 nxt = offline[i]
                 b = wheel.get(-(-nxt // tick))
                 if b is None:
@@ -464,6 +471,7 @@ class Simulator:
             if drop and rng_drop() < drop:
                 outage = profiles[pi].outage_ms
                 offline[i] = t + outage
+                attention[i] = 1
                 nxt = max(nxt, t + outage)
             slot = -(-nxt // tick)
             b = wheel.get(slot)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
 
 from gates.events import DeviceCommand
 from streams.codecs import Decoder, Framing
@@ -144,7 +144,16 @@ def _command_consumer(settings: Settings, since_ms: int) -> Consumer:
     if not parts:
         raise RuntimeError(f"topic {topic} does not exist: run `fleetgate topics create`")
     wanted = [TopicPartition(topic, p, since_ms) for p in parts]
-    found = consumer.offsets_for_times(wanted, timeout=10)
+    deadline = time.monotonic() + 30
+    while True:  # a topic created a moment ago may not have partition leaders yet
+        try:
+            found = consumer.offsets_for_times(wanted, timeout=10)
+            break
+        except KafkaException as exc:
+            if time.monotonic() > deadline or exc.args[0].fatal():
+                consumer.close()
+                raise
+            time.sleep(0.2)
     consumer.assign(
         [TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END) for tp in found]
     )

@@ -214,9 +214,13 @@ def build_app(
         datadir=str(datadir),
         topic_partitions=_PARTIALS_PARTITIONS,
         topic_replication_factor=settings.replication_factor,
+        key_serializer="raw",  # keys and values (also of the table changelog) are our own bytes
+        value_serializer="raw",
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         broker_commit_interval=1.0,
+        consumer_group_instance_id=f"{settings.group_id}-decider-{instance}",  # static membership
+        broker_session_timeout=15.0,
         stream_wait_empty=False,
     )
     partials = app.topic(
@@ -230,7 +234,8 @@ def build_app(
         "decider-state",
         default=None,
         partitions=_PARTIALS_PARTITIONS,
-        schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+        key_type=bytes,  # bytes types make Faust use the raw codec, also when recovering the changelog
+        value_type=bytes,
         help="per-rollout decider state (gates.Decider + source watermarks)",
     )
 

@@ -72,8 +72,10 @@ class RolloutGate:
         evaluated = self.decider.evaluated
         wm = self.effective_watermark(now_s, idle_timeout_s)
         decisions: list[Decision] = []
-        if wm > self.watermark_ms or self.decider.dirty:
-            self.watermark_ms = max(wm, self.watermark_ms)
+        if wm > self.watermark_ms:
+            self.watermark_ms = wm
+        # No evaluation before every source has a real watermark (or was given up as idle).
+        if self.watermark_ms > _NEG and (wm >= self.watermark_ms or self.decider.dirty):
             decisions = self.decider.advance(self.watermark_ms)
         return decisions, merged or bool(decisions) or self.decider.evaluated != evaluated
 

@@ -112,6 +112,9 @@ class IngestLoop:
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "partition.assignment.strategy": "range",
+                # Static membership: a restarted instance takes its partitions back at once.
+                "group.instance.id": f"{group}-{self.instance}",
+                "session.timeout.ms": 15_000,
                 "fetch.max.bytes": 16 * 1024 * 1024,
             }
         )
@@ -156,21 +159,22 @@ class IngestLoop:
                 "group.id": f"{self.settings.group_id}-restore",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
+                "enable.partition.eof": True,  # EOF at the last stable offset: no waiting on timeouts
             }
         )
+        latest: bytes | None = None
         try:
             lo, hi = reader.get_watermark_offsets(TopicPartition(self.state_topic, partition), timeout=30)
-            latest: bytes | None = None
             start = max(lo, hi - 16)  # the last snapshot sits just before the end (plus txn markers)
             while hi > lo and latest is None:
                 reader.assign([TopicPartition(self.state_topic, partition, start)])
-                while True:
-                    msgs = reader.consume(num_messages=64, timeout=2.0)
-                    for m in msgs:
-                        if m.error() is None and m.value():
+                at_end = False
+                while not at_end:
+                    for m in reader.consume(num_messages=64, timeout=5.0) or [None]:
+                        if m is None or (m.error() is not None and m.error().code() == KafkaError._PARTITION_EOF):
+                            at_end = True
+                        elif m.error() is None and m.value():
                             latest = m.value()
-                    if not msgs or msgs[-1].offset() >= hi - 1:
-                        break
                 if latest is None and start > lo:
                     start = max(lo, start - 1024)
                     continue

@@ -207,3 +207,38 @@ def test_restart_after_crash_neither_resends_nor_loses(settings: Settings, fleet
     finally:
         ex2.close()
         cmds.close()
+
+
+def test_config_rollback_restores_previous_config(settings: Settings, fleet) -> None:
+    data = copy.deepcopy(PLAN) | {
+        "rollout_id": "cfg-test",
+        "target_kind": "CONFIG",
+        "target_version": "cfg-b",
+        "previous_version": "cfg-a",
+    }
+    spec = parse_plan(data)
+    ex = Executor(settings)
+    cmds = TopicReader(settings, "device-commands")
+    try:
+        start(settings, spec, "alice", "test")
+        until(ex.step, lambda: state(ex, "cfg-test") == (RolloutState.ACTIVE, 0))
+        stage0 = sorted(members(settings, fleet, spec, 0))
+        produce_device(settings, [telemetry(d, "1.0", "cfg-b") for d in stage0])
+        until(
+            ex.step,
+            lambda: all(v.get("cfg_reported") == "cfg-b" for v in ex.store.read_versions(stage0).values()),
+        )
+        request(settings, "rollback", "cfg-test", "bob", "chatty config")
+        until(ex.step, lambda: state(ex, "cfg-test")[0] is RolloutState.ROLLING_BACK)
+        cmds.poll(1.0)
+        rb = [c for c in cmds.commands() if c.kind is CommandKind.ROLLBACK]
+        assert {c.device_id for c in rb} == set(stage0)
+        assert {(c.target_kind.value, c.target_version) for c in rb} == {("CONFIG", "cfg-a")}
+        produce_device(settings, [telemetry(d, "1.0", "cfg-a") for d in stage0])  # firmware unchanged
+        until(ex.step, lambda: state(ex, "cfg-test")[0] is RolloutState.ROLLED_BACK)
+        versions = ex.store.read_versions(stage0)
+        assert {v["fw_reported"] for v in versions.values()} == {"1.0"}
+        assert {v["cfg_desired"] for v in versions.values()} == {"cfg-a"}
+    finally:
+        ex.close()
+        cmds.close()

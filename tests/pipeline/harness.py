@@ -95,3 +95,60 @@ def read_topic(
 
 def decisions(records: list) -> list[Decision]:
     return [r for r in records if isinstance(r, Decision)]
+
+
+def wait_for_watermark(
+    settings: Settings,
+    rollout: str,
+    watermark_ms: int,
+    workers: tuple[WorkerProcess, ...] = (),
+    timeout_s: float = 120,
+) -> None:
+    """Block until the decider's status in Redis shows `watermark_ms` reached."""
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url.value, decode_responses=True)
+    key = f"{settings.redis_namespace}:status:{rollout}"
+    deadline = time.monotonic() + timeout_s
+    seen = None
+    while time.monotonic() < deadline:
+        try:
+            seen = client.hget(key, "watermark_ms")
+        except redis.RedisError:
+            seen = None
+        if seen is not None and int(seen) >= watermark_ms:
+            return
+        for w in workers:
+            if w.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {w.proc.returncode}:\n{w.tail()}")
+        time.sleep(0.2)
+    raise AssertionError(
+        f"watermark {watermark_ms} not reached (last {seen}):\n" + "\n".join(w.tail() for w in workers)
+    )
+
+
+def outcome(settings: Settings) -> tuple[set[tuple[str, str]], dict[tuple, dict]]:
+    """Distinct (decision id, action), and the final cohort health: the latest window's record
+    per (stage, version, baseline), as last published."""
+    from gates.events import CohortHealth
+
+    ds = read_topic(settings, "rollout-control", until=lambda r: False, timeout_s=4)
+    hs = [
+        h
+        for h in read_topic(settings, "cohort-health", until=lambda r: False, timeout_s=4)
+        if isinstance(h, CohortHealth)
+    ]
+    last_window = max((h.window_start_ms for h in hs), default=0)
+    health: dict[tuple, dict] = {}
+    for h in hs:
+        if h.window_start_ms == last_window:
+            key = (h.stage, h.firmware_version, h.is_baseline, h.window_start_ms)
+            health[key] = {
+                "expected": h.devices_expected,
+                "reporting": h.devices_reporting,
+                **dict(h.metrics),
+            }
+    if os.environ.get("FG_DEBUG"):
+        for d in decisions(ds):
+            print("DECISION", d.action.value, d.window_end_ms, [(r.rule_id, r.verdict, r.sample_size, r.observed) for r in d.reasons])
+    return {(d.decision_id, d.action.value) for d in decisions(ds)}, health

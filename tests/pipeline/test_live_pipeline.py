@@ -50,7 +50,9 @@ def test_bad_model_drives_rollback_from_mixed_formats(env: dict[str, str], tmp_p
     poison = fleet.produce(settings, items, poison_every=500)
     worker = WorkerProcess(env, tmp_path / "worker.log")
     try:
-        got = read_topic(settings, "rollout-control", until=_has_action(Action.ROLLBACK), timeout_s=120, workers=(worker,))
+        got = read_topic(
+            settings, "rollout-control", until=_has_action(Action.ROLLBACK), timeout_s=120, workers=(worker,)
+        )
         ds = decisions(got)
         assert any(d.action is Action.ROLLBACK for d in ds), worker.tail()
         rollback = next(d for d in ds if d.action is Action.ROLLBACK)

@@ -49,7 +49,9 @@ class Run:
 def new_run(name: str, devices: int = 300, seed: int = 11, profiles: str = "demo") -> Run:
     fleet = generate_fleet(devices, seed)
     run = Run(None)  # type: ignore[arg-type]
-    run.sim = Simulator(fleet, scenario(name), profile_set(profiles), seed=seed, start_ms=START_MS, sink=run.sink)
+    run.sim = Simulator(
+        fleet, scenario(name), profile_set(profiles), seed=seed, start_ms=START_MS, sink=run.sink
+    )
     return run
 
 

@@ -25,7 +25,9 @@ def test_inventory_csv_loads_without_bad_rows(tmp_path: Path) -> None:
     assert {r.model for r in rows} == set(MODELS)
     assert {r.connectivity_profile for r in rows} == {"always-on", "flaky-cellular", "sleepy"}
     internal = [r for r in rows if r.customer == "internal"]
-    assert len(internal) == 10 and all(r.model != "cam-c1" and r.connectivity_profile == "always-on" for r in internal)
+    assert len(internal) == 10 and all(
+        r.model != "cam-c1" and r.connectivity_profile == "always-on" for r in internal
+    )
     assert Counter(r.customer for r in rows).keys() == set(CUSTOMERS)
 
 

@@ -45,7 +45,9 @@ def test_fast_encoding_equals_encoder(framing, fmt, did, t_ms, fw, cfg, uptime, 
     assert isinstance(rec, Telemetry) and rec.firmware_version == fw
 
 
-@pytest.mark.parametrize("n", [0, 1, -1, 63, 64, 8191, 8192, 1 << 20, -(1 << 20), 1 << 27, 1 << 40, -(1 << 62)])
+@pytest.mark.parametrize(
+    "n", [0, 1, -1, 63, 64, 8191, 8192, 1 << 20, -(1 << 20), 1 << 27, 1 << 40, -(1 << 62)]
+)
 def test_avro_long_matches_fastavro(n: int) -> None:
     from io import BytesIO
 

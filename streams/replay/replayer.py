@@ -1,0 +1,229 @@
+"""Run a capture through the gate engine: decode, enrich, merge the partitions, fold, collect.
+
+Order.  Each input partition is kept in its own offset order, as the live ingest sees it.
+The partitions are merged by each record's *progress key*: the running maximum of the engine
+time (event time, or ingest time beyond the clock skew; ``issued_at`` for commands) within its
+partition.  A stable sort on that key is a k-way merge that never reorders a partition, so a
+record that was late in its partition stays late in the replay.  Plans are merged by their
+record timestamp (plans older than the range first); decode errors by theirs.
+
+Enrichment.  A ``DeviceAttributes`` event goes right before a device's first event, from Redis
+(like the live ingest) or from the export file's inventory snapshot.
+
+Plans.  Like the live decider (``streams.worker.decide.RolloutGate``): a plan that moves a
+rollout from PAUSED to ACTIVE acknowledges the stage at the current watermark, and a plan
+re-evaluates the latest window at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gates.engine import Engine
+from gates.events import (
+    Ack,
+    CohortHealth,
+    Decision,
+    DecodeErrorCount,
+    DeviceAttributes,
+    DeviceCommand,
+    RolloutPlan,
+    RolloutState,
+    Telemetry,
+)
+from gates.policy import GatePolicy
+from streams.codecs import DecodeError, Decoder
+from streams.replay.capture import INPUT_TOPICS, Capture
+
+__all__ = ["DeadLetterCount", "Timeline", "replay"]
+
+_NEG = -(2**62)
+Lookup = Callable[[set[str]], tuple[dict[str, DeviceAttributes], str]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterCount:
+    topic: str
+    reason: str
+    window_start_ms: int
+    count: int
+
+
+@dataclass
+class Timeline:
+    """What a replay produced."""
+
+    policy: GatePolicy
+    decisions: list[Decision] = field(default_factory=list)
+    health: dict[tuple[str, int, str, bool, int], CohortHealth] = field(default_factory=dict)
+    plans: list[tuple[int, RolloutPlan]] = field(default_factory=list)  # (record timestamp, plan)
+    dead_letters: list[DeadLetterCount] = field(default_factory=list)
+    events: int = 0
+    devices: int = 0
+    watermark_ms: int = _NEG
+    max_event_ms: int = _NEG
+    notes: list[str] = field(default_factory=list)
+    attributes: dict[str, DeviceAttributes] = field(default_factory=dict)
+
+
+def _decoders() -> dict[str, Decoder]:
+    return {"telemetry": Decoder.telemetry(), "acks": Decoder.ack(), "device-commands": Decoder.output()}
+
+
+def _progress(records: list[Any], skew: int, keys: list[int]) -> None:
+    """Append each record's progress key (running max of its engine time in this partition)."""
+    mx = _NEG
+    add = keys.append
+    for r in records:
+        tp = r.__class__
+        if tp is Telemetry or tp is Ack:
+            t = r.event_time_ms
+            ing = r.ingest_time_ms
+            if t - ing > skew or ing - t > skew:
+                t = ing
+            if t > mx:
+                mx = t
+        elif tp is DeviceCommand:
+            t = r.issued_at_ms
+            if t > mx:
+                mx = t
+        add(mx)
+
+
+def replay(
+    capture: Capture,
+    policy: GatePolicy,
+    *,
+    rollout: str | None = None,
+    lookup: Lookup | None = None,
+    collect_health: bool = True,
+) -> Timeline:
+    """Replay `capture` under `policy`; `lookup` answers inventory when the capture has no snapshot."""
+    tl = Timeline(policy)
+    decoders = _decoders()
+    events: list[Any] = []
+    keys: list[int] = []
+    window = policy.window_ms
+    # plans: every one up to the range end; those before it come first
+    plans, perrs = Decoder.output().decode_batch(capture.plans)
+    plan_ts = [m[2] if m.__class__ is tuple else m.timestamp()[1] for m in capture.plans]
+    if perrs:
+        tl.notes.append(f"{len(perrs)} undecodable records on the rollouts topic skipped")
+    ts_iter = iter(_ok_timestamps(capture.plans, perrs, plan_ts))
+    for p in plans:
+        ts = next(ts_iter)
+        if not isinstance(p, RolloutPlan) or (rollout is not None and p.rollout_id != rollout):
+            continue
+        tl.plans.append((ts, p))
+        events.append(p)
+        keys.append(ts if ts >= capture.trange.start_ms else _NEG)
+    # inputs, partition by partition, in offset order; decode errors become counts as in the live ingest
+    errors: list[DecodeError] = []
+    for short in INPUT_TOPICS:
+        for (topic, _part), msgs in sorted(capture.inputs.items()):
+            if topic != short or not msgs:
+                continue
+            records, errs = decoders[topic].decode_batch(msgs)
+            errors.extend(errs)
+            _progress(records, policy.clock_skew_ms, keys)
+            events.extend(records)
+    errors.sort(key=lambda e: e.timestamp_ms)
+    dl: dict[tuple[str, str, int], int] = {}
+    prefix = capture.prefix
+    for e in errors:
+        t = e.timestamp_ms if e.timestamp_ms >= 0 else 0
+        start = t - t % window
+        events.append(DecodeErrorCount(e.firmware_version or "unknown", start, e.reason.value, 1))
+        keys.append(e.timestamp_ms)
+        topic = e.topic[len(prefix) :] if e.topic.startswith(prefix) else e.topic
+        dl[(topic, e.reason.value, start)] = dl.get((topic, e.reason.value, start), 0) + 1
+    tl.dead_letters = [DeadLetterCount(t, r, w, n) for (t, r, w), n in sorted(dl.items())]
+    order = sorted(range(len(events)), key=keys.__getitem__)
+
+    # inventory for every device seen
+    device_ids = {d for ev in events if (d := getattr(ev, "device_id", None)) is not None}
+    tl.devices = len(device_ids)
+    if capture.inventory is not None:
+        attrs = {d: capture.inventory[d] for d in device_ids if d in capture.inventory}
+    elif lookup is not None:
+        attrs, note = lookup(device_ids)
+        if note:
+            tl.notes.append(note)
+    else:
+        attrs = {}
+    tl.attributes = attrs
+    _fold(tl, Engine(policy), events, keys, order, attrs, collect_health)
+    if rollout is not None:
+        tl.decisions = [d for d in tl.decisions if d.rollout_id == rollout]
+        tl.health = {k: v for k, v in tl.health.items() if k[0] == rollout}
+    return tl
+
+
+def _ok_timestamps(msgs: list[Any], errs: list[DecodeError], ts: list[int]) -> Iterable[int]:
+    bad = {(e.partition, e.offset) for e in errs}
+    for m, t in zip(msgs, ts, strict=True):
+        pos = (m[4], m[5]) if m.__class__ is tuple else (m.partition(), m.offset())
+        if pos not in bad:
+            yield t
+
+
+def _fold(
+    tl: Timeline,
+    engine: Engine,
+    events: list[Any],
+    keys: list[int],
+    order: list[int],
+    attrs: dict[str, DeviceAttributes],
+    collect_health: bool,
+) -> None:
+    policy = engine.policy
+    w, lateness = policy.window_ms, policy.allowed_lateness_ms
+    out = tl.decisions
+    health = tl.health
+    seen: set[str] = set()
+    plan_state: dict[str, RolloutState] = {}
+    batch: list[Any] = []
+    boundary = _NEG
+
+    def flush() -> None:
+        if batch:
+            out.extend(engine.step(batch))
+            batch.clear()
+            if collect_health:
+                for h in engine.cohort_health():
+                    health[(h.rollout_id, h.stage, h.firmware_version, h.is_baseline, h.window_start_ms)] = h
+
+    add = batch.append
+    for i in order:
+        ev = events[i]
+        tp = ev.__class__
+        if tp is RolloutPlan:
+            flush()
+            _plan(engine, ev, plan_state, out)
+            continue
+        if collect_health and keys[i] >= boundary:
+            flush()  # a window closes at this event: see its health before the next one
+            boundary = ((keys[i] - lateness) // w + 1) * w + lateness
+        d = getattr(ev, "device_id", None)
+        if d is not None and d not in seen:
+            seen.add(d)
+            add(attrs.get(d) or DeviceAttributes(d))
+        add(ev)
+    flush()
+    tl.events = len(order)
+    tl.watermark_ms = engine.watermark_ms
+    tl.max_event_ms = engine.max_event_ms
+
+
+def _plan(engine: Engine, plan: RolloutPlan, state: dict[str, RolloutState], out: list[Decision]) -> None:
+    """What streams.worker.decide.RolloutGate does with a plan, on the single-process engine."""
+    decider = engine.decider
+    out.extend(engine.step([plan]))
+    prev = state.get(plan.rollout_id)
+    if prev is RolloutState.PAUSED and plan.state is RolloutState.ACTIVE and decider.watermark_ms > _NEG:
+        engine.acknowledge(plan.rollout_id, plan.current_stage, decider.watermark_ms)
+    state[plan.rollout_id] = plan.state
+    if decider.dirty and decider.evaluated > _NEG:
+        out.extend(decider.advance(decider.watermark_ms))
