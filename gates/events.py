@@ -263,6 +263,8 @@ class Decision:
     reasons: tuple[Reason, ...] = ()
     operator: str | None = None
     note: str | None = None
+    signature: bytes | None = None  # issue 8: as read from the control topic (docs/security.md)
+    key_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ MAX_RULES = 64
 MAX_STRING = 128
 MAX_PROFILES = 32
 MAX_YAML_BYTES = 256 * 1024
+MAX_DURATION_MS = 366 * 86_400_000  # issue 8: no duration in a policy exceeds a year
 
 
 class Metric(StrEnum):
@@ -133,12 +134,15 @@ def _dur(v: Any, path: str) -> int:
         raise PolicyError(path, "expected a duration like 300000, '30s', '5m', '2h'")
     if isinstance(v, int):
         ms = v
-    elif isinstance(v, str) and (m := _DURATION.match(v)):
-        ms = round(float(m.group(1)) * _UNIT[m.group(2)])
+    elif isinstance(v, str) and len(v) <= MAX_STRING and (m := _DURATION.match(v)):
+        exact = float(m.group(1)) * _UNIT[m.group(2)]
+        ms = round(exact) if math.isfinite(exact) and exact <= MAX_DURATION_MS else MAX_DURATION_MS + 1
     else:
-        raise PolicyError(path, f"expected a duration like 300000, '30s', '5m', '2h', got {v!r}")
+        raise PolicyError(path, f"expected a duration like 300000, '30s', '5m', '2h', got {str(v)[:40]!r}")
     if ms <= 0:
         raise PolicyError(path, "duration must be positive")
+    if ms > MAX_DURATION_MS:
+        raise PolicyError(path, f"duration longer than {MAX_DURATION_MS // 86_400_000} days")
     return ms
 
 
@@ -343,12 +347,17 @@ def parse_policy(data: Any) -> GatePolicy:
 
 def load_policy(text: str | bytes) -> GatePolicy:
     """Parse and validate a YAML policy document."""
-    if len(text) > MAX_YAML_BYTES:
+    size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "replace"))
+    if size > MAX_YAML_BYTES:
         raise PolicyError("", f"policy document larger than {MAX_YAML_BYTES} bytes")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(text)  # safe_load only: no tags that build Python objects
     except yaml.YAMLError as exc:
         raise PolicyError("", f"invalid YAML: {exc}") from None
+    except RecursionError:  # issue 8: nesting too deep for the YAML composer
+        raise PolicyError("", "invalid YAML: nested too deeply") from None
+    except ValueError as exc:  # issue 8: e.g. an integer longer than Python converts (4300 digits)
+        raise PolicyError("", f"invalid YAML: {str(exc)[:120]}") from None
     return parse_policy(data)
 
 

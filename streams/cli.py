@@ -37,7 +37,10 @@ def _cmd_topics_list(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     print(
         json.dumps(
-            {k: repr(v) if k in ("sasl_password", "redis_url") else v for k, v in vars(settings).items()},
+            {
+                k: repr(v) if k in ("sasl_password", "redis_url", "signing_keys") else v
+                for k, v in vars(settings).items()
+            },
             indent=2,
         )
     )

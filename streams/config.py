@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
@@ -50,6 +51,17 @@ class Settings:
     metrics_port: int = 0
     group_id: str = "fleetgate"
     replication_factor: int = 1
+    # issue 8, decision signing (docs/security.md): "kid:base64,kid:base64", the signing key id,
+    # and the oldest decision (by its signed issued_at_ms) the executor still obeys.
+    signing_keys: Secret = Secret("")
+    signing_key_id: str = ""
+    decision_max_age_ms: int = 3_600_000
+
+    def signing_keyring(self) -> Any:
+        """The parsed :class:`streams.security.keys.Keyring` (empty: signing off)."""
+        from streams.security.keys import parse_keyring
+
+        return parse_keyring(self.signing_keys.value, self.signing_key_id)
 
     def kafka_client_config(self) -> dict[str, str]:
         """librdkafka settings shared by every confluent-kafka client we build."""
@@ -108,6 +120,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         metrics_port=_int(env, "FLEETGATE_METRICS_PORT", 0, 0),
         group_id=env.get("FLEETGATE_GROUP_ID") or Settings.group_id,
         replication_factor=_int(env, "FLEETGATE_REPLICATION_FACTOR", 1, 1),
+        signing_keys=Secret(env.get("FLEETGATE_SIGNING_KEYS", "")),
+        signing_key_id=env.get("FLEETGATE_SIGNING_KEY_ID", ""),
+        decision_max_age_ms=_int(env, "FLEETGATE_DECISION_MAX_AGE_MS", 3_600_000, 1000),
     )
     s = _apply(s, overrides)
     _validate(s)
@@ -118,7 +133,7 @@ def _apply(s: Settings, overrides: Mapping[str, object]) -> Settings:
     from dataclasses import replace
 
     clean = {k: v for k, v in overrides.items() if v is not None}
-    for key in ("sasl_password", "redis_url"):
+    for key in ("sasl_password", "redis_url", "signing_keys"):
         if isinstance(clean.get(key), str):
             clean[key] = Secret(str(clean[key]))
     unknown = set(clean) - set(Settings.__dataclass_fields__)
@@ -147,3 +162,7 @@ def _validate(s: Settings) -> None:
         raise ConfigError("FLEETGATE_OUTPUT_FRAMING=confluent needs FLEETGATE_SCHEMA_REGISTRY_URL")
     if s.policy_path and not Path(s.policy_path).is_file():
         raise ConfigError(f"FLEETGATE_POLICY={s.policy_path!r}: no such file")
+    try:
+        s.signing_keyring()
+    except ValueError as exc:  # KeyringError: names the variable, never the key material
+        raise ConfigError(str(exc)) from None

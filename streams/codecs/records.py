@@ -73,8 +73,8 @@ def decision_to_dict(
         "reasons": [_reason_to_dict(r) for r in d.reasons],
         "operator": d.operator,
         "note": d.note,
-        "signature": signature,
-        "key_id": key_id,
+        "signature": signature if signature is not None else d.signature,
+        "key_id": key_id if key_id is not None else d.key_id,
     }
 
 
@@ -94,6 +94,8 @@ def decision_from_dict(x: dict[str, Any]) -> Decision:
         reasons=tuple(Reason(**r) for r in x["reasons"]),
         operator=x["operator"],
         note=x["note"],
+        signature=x.get("signature"),
+        key_id=x.get("key_id"),
     )
 
 

@@ -87,7 +87,9 @@ def _cmd_inventory_show(args: argparse.Namespace, settings: Settings) -> int:
 # ----------------------------------------------------------------- executor
 def _cmd_executor(args: argparse.Namespace, settings: Settings) -> int:
     from streams.executor.runner import Executor
+    from streams.security.preflight import check_kafka
 
+    check_kafka(settings)  # issue 8: exit 2 at once on bad Kafka credentials / TLS
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("fleetgate.executor")

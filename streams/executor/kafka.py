@@ -44,8 +44,16 @@ def make_encoder(settings: Settings) -> Encoder:
 def produce_decision(settings: Settings, decision: Any, timeout_s: float = 15.0) -> None:
     """Write one decision to the control topic and wait until the broker has it."""
     producer = make_producer(settings)
+    from streams.security.signing import decision_signer  # issue 8: operator decisions are signed
+
+    sign = decision_signer(settings.signing_keyring())
+    signature, key_id = sign(decision) if sign else (None, None)
     value, headers = make_encoder(settings).encode(
-        decision, Framing(settings.output_framing), topic=settings.topic("rollout-control")
+        decision,
+        Framing(settings.output_framing),
+        topic=settings.topic("rollout-control"),
+        signature=signature,
+        key_id=key_id,
     )
     errors: list[str] = []
 

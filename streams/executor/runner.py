@@ -52,6 +52,7 @@ from streams.executor.machine import (
 from streams.executor.plans import PlanSpec
 from streams.executor.store import ExecutorStore, version_field
 from streams.inventory import read_all_devices
+from streams.security.verify import DecisionGuard
 
 __all__ = ["Executor", "FaultPoint", "wall_clock_ms"]
 
@@ -103,6 +104,9 @@ class Executor:
             settings, f"{settings.group_id}-executor-versions", [self.t_acks, settings.topic("telemetry")]
         )
         self._decisions = Decoder(OUTPUT)
+        self.guard = DecisionGuard(
+            settings, self.store.client, self.producer, self.encoder, self.framing
+        )  # issue 8
         self._acks = Decoder(ACK)
         self._telemetry = Decoder(TELEMETRY)
         self.statuses: dict[str, RolloutStatus] = {}
@@ -171,7 +175,8 @@ class Executor:
                 self._log("control_undecodable", reason=str(err.reason), offset=err.offset)
             for rec in records:
                 if isinstance(rec, Decision):
-                    self.handle_decision(rec)
+                    if self.guard.admit(rec, msg, self.clock()):  # issue 8: signature, age, replay
+                        self.handle_decision(rec)
                 else:
                     self._log("control_unexpected_record", type=type(rec).__name__)
             self.control.commit(message=msg, asynchronous=False)

@@ -76,14 +76,12 @@ class DeciderStage:
         policy: GatePolicy,
         metrics: WorkerMetrics,
         *,
-        idle_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,
         sign: Callable[[Decision], tuple[bytes | None, str | None]] | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
         self.metrics = metrics
-        self.idle_timeout_s = idle_timeout_s
         self.clock = clock
         self.sign = sign
         self.encoder = Encoder()
@@ -106,10 +104,9 @@ class DeciderStage:
         cached = self._cache.get(rollout_id)
         if cached is not None and raw is cached[0]:
             return cached[1]
-        now = self.clock()
         if raw:
-            return RolloutGate.from_bytes(self.policy, raw, now)
-        return RolloutGate.new(rollout_id, self.policy, self.input_partitions, now)
+            return RolloutGate.from_bytes(self.policy, raw)
+        return RolloutGate.new(rollout_id, self.policy, self.input_partitions)
 
     def remember(self, gate: RolloutGate) -> bytes:
         raw = gate.to_bytes()
@@ -120,7 +117,7 @@ class DeciderStage:
         env = decode_envelope(value)
         gate = self.gate_for(env.rollout_id, raw_state)
         before = gate.decider.duplicates
-        decisions, changed = gate.apply(env, self.clock(), self.idle_timeout_s, self.plan_decoder)
+        decisions, changed = gate.apply(env, self.plan_decoder)
         if gate.decider.duplicates > before:
             self.metrics.duplicates.inc(gate.decider.duplicates - before)
         if gate.watermark_ms > 0:

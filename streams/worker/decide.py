@@ -2,10 +2,13 @@
 
 The watermark of a rollout is the minimum over the input partitions that feed it (each
 ingest partition sends its watermark with every partial and in a heartbeat on every
-commit).  A partition whose watermark has not moved for `idle_timeout_s` of wall-clock
-time is left out of the minimum, so an idle partition cannot stall a rollout forever;
-when it moves again it counts again, and what it brings for already-closed windows is
-merged as late data (and can still change a decision).
+commit).  The ingest stage flags a partition idle when it has no unread input and has
+seen no event for its idle timeout; an idle partition is left out of the minimum, so it
+cannot stall a rollout forever.  When it brings events again it counts again, and what
+it brings for already-closed windows is merged as late data (and can still change a
+decision).  Idleness is decided where the backlog is known, so a partition that is
+merely behind (restoring, rebalancing, catching up) is never skipped, and the decider
+itself reads no clock.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ _NEG = -(2**62)
 @dataclass
 class SourceClock:
     watermark_ms: int
-    moved_at_s: float  # wall-clock seconds when the watermark last moved
+    idle: bool = False
 
 
 @dataclass
@@ -39,15 +42,12 @@ class RolloutGate:
     watermark_ms: int = _NEG
     plan_state: str | None = None
     expected_sources: int = 0  # input partitions that feed every rollout
-    started_at_s: float = 0.0
 
     @classmethod
-    def new(cls, rollout_id: str, policy: GatePolicy, expected_sources: int, now_s: float) -> RolloutGate:
-        return cls(rollout_id, Decider(policy), expected_sources=expected_sources, started_at_s=now_s)
+    def new(cls, rollout_id: str, policy: GatePolicy, expected_sources: int) -> RolloutGate:
+        return cls(rollout_id, Decider(policy), expected_sources=expected_sources)
 
-    def apply(
-        self, env: Envelope, now_s: float, idle_timeout_s: float, plan_decoder: Decoder
-    ) -> tuple[list[Decision], bool]:
+    def apply(self, env: Envelope, plan_decoder: Decoder) -> tuple[list[Decision], bool]:
         """Fold one envelope; returns (decisions, whether a window was evaluated or state merged).
 
         Heartbeats that only move a source's watermark change nothing durable: they are
@@ -64,13 +64,11 @@ class RolloutGate:
                 before = self.decider.duplicates
                 self.decider.merge([WindowPartial.from_bytes(env.payload)])
                 merged = self.decider.duplicates == before
-            clock = self.sources.get(env.source_partition)
-            if clock is None:
-                self.sources[env.source_partition] = SourceClock(env.watermark_ms, now_s)
-            elif env.watermark_ms > clock.watermark_ms:
-                clock.watermark_ms, clock.moved_at_s = env.watermark_ms, now_s
+            clock = self.sources.setdefault(env.source_partition, SourceClock(env.watermark_ms))
+            clock.watermark_ms = max(clock.watermark_ms, env.watermark_ms)
+            clock.idle = env.idle
         evaluated = self.decider.evaluated
-        wm = self.effective_watermark(now_s, idle_timeout_s)
+        wm = self.effective_watermark()
         decisions: list[Decision] = []
         if wm > self.watermark_ms:
             self.watermark_ms = wm
@@ -87,20 +85,17 @@ class RolloutGate:
             self.decider.acknowledge(plan.rollout_id, plan.current_stage, self.watermark_ms)
         self.plan_state = plan.state.value
 
-    def effective_watermark(self, now_s: float, idle_timeout_s: float) -> int:
+    def effective_watermark(self) -> int:
         """Minimum over the input partitions that are not idle.
 
-        A partition not heard from yet holds the watermark back like one at -inf, until it
-        has been silent for the idle timeout: otherwise the first partition to report
-        would close windows the others still have data for.
+        A partition not heard from yet holds the watermark back like one at -inf: otherwise
+        the first partition to report would close windows the others still have data for.
         """
-        clocks = list(self.sources.values())
-        unseen = self.expected_sources - len(self.sources)
-        if unseen > 0 and now_s - self.started_at_s < idle_timeout_s:
+        if len(self.sources) < self.expected_sources:
             return _NEG
-        active = [c.watermark_ms for c in clocks if now_s - c.moved_at_s < idle_timeout_s]
+        active = [c.watermark_ms for c in self.sources.values() if not c.idle]
         if not active:  # everything idle: the most advanced source still bounds event time
-            active = [max((c.watermark_ms for c in clocks), default=_NEG)]
+            active = [max((c.watermark_ms for c in self.sources.values()), default=_NEG)]
         return min(active)
 
     def health(self) -> list[CohortHealth]:
@@ -112,7 +107,7 @@ class RolloutGate:
             {
                 "rollout_id": self.rollout_id,
                 "decider": self.decider.to_dict(),
-                "sources": {str(p): [c.watermark_ms, c.moved_at_s] for p, c in self.sources.items()},
+                "sources": {str(p): [c.watermark_ms, c.idle] for p, c in self.sources.items()},
                 "watermark_ms": self.watermark_ms,
                 "plan_state": self.plan_state,
                 "expected_sources": self.expected_sources,
@@ -120,15 +115,13 @@ class RolloutGate:
         )
 
     @classmethod
-    def from_bytes(cls, policy: GatePolicy, data: bytes, now_s: float) -> RolloutGate:
-        """Restore; source clocks restart at `now_s` (a restart is not idleness)."""
+    def from_bytes(cls, policy: GatePolicy, data: bytes) -> RolloutGate:
         d = loads(data)
         return cls(
             d["rollout_id"],
             Decider.from_dict(policy, d["decider"]),
-            {int(p): SourceClock(int(v[0]), now_s) for p, v in d["sources"].items()},
+            {int(p): SourceClock(int(v[0]), bool(v[1])) for p, v in d["sources"].items()},
             int(d["watermark_ms"]),
             d["plan_state"],
             int(d["expected_sources"]),
-            now_s,
         )

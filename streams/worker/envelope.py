@@ -29,6 +29,7 @@ class Envelope:
     sequence: int
     watermark_ms: int
     payload: bytes
+    idle: bool = False
 
 
 def _entry():  # type: ignore[no-untyped-def]
@@ -48,6 +49,7 @@ def encode_envelope(env: Envelope) -> tuple[bytes, list[tuple[str, bytes]]]:
             "sequence": env.sequence,
             "watermark_ms": env.watermark_ms,
             "payload": env.payload,
+            "idle": env.idle,
         },
     )
     headers = [
@@ -71,4 +73,5 @@ def decode_envelope(value: bytes) -> Envelope:
         d["sequence"],
         d["watermark_ms"],
         d["payload"],
+        d["idle"],
     )

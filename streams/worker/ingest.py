@@ -4,7 +4,9 @@ One consumer (group ``{group}-ingest``) reads telemetry, acks and device command
 three topics are co-partitioned by device id, and the range assignor hands partition
 number *p* of every topic to the same member, so one :class:`PartitionEngine` per
 partition number sees all of a device's events.  Each batch is decoded (dead letters
-out), enriched with inventory attributes and folded; closed windows leave as
+out) and buffered per topic; a :class:`PartitionMerger` releases partition *p*'s
+records in timestamp order (so the fold does not depend on fetch timing), they are
+enriched with inventory attributes and folded; closed windows leave as
 :class:`WindowPartial` envelopes on the internal ``partials`` topic, keyed by rollout.
 
 Exactly-once by Kafka transactions we control: every ``commit_interval_s`` one
@@ -36,13 +38,21 @@ from streams.config import Settings
 from streams.inventory import InventoryCache
 from streams.logs import log_event
 from streams.worker.envelope import Envelope, EnvelopeKind, encode_envelope
+from streams.worker.merge import Buffered, PartitionMerger
 from streams.worker.metrics import WorkerMetrics
 
 __all__ = ["IngestLoop"]
 
+
+class _TransactionLost(Exception):
+    """The open transaction was aborted or this producer was fenced: state must be rebuilt."""
+
+
 log = logging.getLogger("fleetgate.ingest")
 
 INPUT_TOPICS = ("telemetry", "acks", "device-commands")
+# Backpressure: a topic partition running this far ahead of its siblings is paused.
+_PAUSE_AT, _RESUME_AT = 50_000, 10_000
 
 
 class IngestLoop:
@@ -57,6 +67,7 @@ class IngestLoop:
         inventory: InventoryCache | None = None,
         metrics: WorkerMetrics | None = None,
         commit_interval_s: float = 0.25,
+        idle_timeout_s: float = 30.0,
         batch_size: int = 5_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -66,6 +77,8 @@ class IngestLoop:
         self.inventory = inventory
         self.metrics = metrics or WorkerMetrics()
         self.commit_interval_s = commit_interval_s
+        self.idle_timeout_s = idle_timeout_s
+        self.last_event_at: dict[int, float] = {}  # wall-clock time of each partition's last event
         self.batch_size = batch_size
         self.clock = clock
         self.topics = {settings.topic(t): t for t in INPUT_TOPICS}
@@ -79,6 +92,8 @@ class IngestLoop:
         }
         self.encoder = Encoder()
         self.engines: dict[int, PartitionEngine] = {}
+        self.mergers: dict[int, PartitionMerger] = {}
+        self.paused: set[tuple[str, int]] = set()
         self.plans: dict[str, RolloutPlan] = {}
         self.known_devices: dict[int, set[str]] = {}
         self.unenriched: dict[int, set[str]] = {}  # looked up while Redis was down
@@ -88,6 +103,7 @@ class IngestLoop:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._plans_consumer: Consumer | None = None
+        self._broken = False  # the current transaction cannot be committed any more
 
     # ------------------------------------------------------------------ clients
     def _open(self) -> None:
@@ -97,7 +113,7 @@ class IngestLoop:
             base
             | {
                 "transactional.id": f"{group}-{self.instance}",
-                "transaction.timeout.ms": 15_000,
+                "transaction.timeout.ms": 60_000,
                 "linger.ms": 5,
                 "message.max.bytes": 16 * 1024 * 1024,
             }
@@ -128,31 +144,66 @@ class IngestLoop:
         self._plans_consumer.assign(
             [TopicPartition(self.settings.topic("rollouts"), p, OFFSET_BEGINNING) for p in parts]
         )
+        self._catch_up_plans([TopicPartition(self.settings.topic("rollouts"), p) for p in parts])
+
+    def _catch_up_plans(self, partitions: list[TopicPartition], timeout_s: float = 30.0) -> None:
+        """Read every existing plan before the first device event, so start-up order is fixed."""
+        assert self._plans_consumer is not None
+        ends = {
+            tp.partition: self._plans_consumer.get_watermark_offsets(tp, timeout=timeout_s)[1]
+            for tp in partitions
+        }
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self._poll_plans(timeout=0.2)
+            done = all(
+                tp.offset >= ends[tp.partition] or ends[tp.partition] == 0
+                for tp in self._plans_consumer.position(partitions)
+            )
+            if done:
+                return
+        raise RuntimeError(f"could not read the rollouts topic to its end within {timeout_s} s")
 
     # --------------------------------------------------------------- rebalance
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for p in sorted({tp.partition for tp in partitions}):
-            if p not in self.engines:
-                self.engines[p] = self._restore(p)
-                self.known_devices[p] = set(self.engines[p].partial.devices)
-                for plan in self.plans.values():
-                    self.engines[p].partial.observe_plan(plan)
+        new = sorted({tp.partition for tp in partitions} - set(self.engines))
+        if not self._broken:
+            self._commit()  # restoring takes a while: do not let the open transaction time out meanwhile
+        self.engines.update(self._restore(new))
+        for p in new:
+            self.mergers[p] = PartitionMerger(tuple(self.topics))
+            self.known_devices[p] = set(self.engines[p].partial.devices)
+            for plan in self.plans.values():
+                self.engines[p].partial.observe_plan(plan)
+        # Where each topic partition resumes: the offsets committed with the snapshot.
+        for tp in consumer.committed(partitions, timeout=30):
+            offset = tp.offset
+            if offset < 0:
+                offset = consumer.get_watermark_offsets(tp, timeout=30)[0]
+            self.mergers[tp.partition].start_at(tp.topic, offset)
         log_event(log, "partitions assigned", partitions=sorted({tp.partition for tp in partitions}))
         self.ready.set()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Commit what we have (partials, snapshots, offsets) before another member takes over.
-        self._commit()
+        if not self._broken:
+            self._commit()
         remaining = {tp.partition for tp in consumer.assignment()} - {tp.partition for tp in partitions}
         for p in list(self.engines):
             if p not in remaining:
                 del self.engines[p]
+                self.mergers.pop(p, None)
                 self.known_devices.pop(p, None)
                 self.unenriched.pop(p, None)
         log_event(log, "partitions revoked", partitions=sorted({tp.partition for tp in partitions}))
 
-    def _restore(self, partition: int) -> PartitionEngine:
-        """Latest committed snapshot of `partition` from the compacted state topic, if any."""
+    def _restore(self, partitions: list[int]) -> dict[int, PartitionEngine]:
+        """Latest committed snapshot of each partition from the compacted state topic, if any.
+
+        One reader for all partitions: it starts a little before each partition's end (the
+        latest snapshot sits there, followed by transaction markers) and reads to the last
+        stable offset; a partition whose tail holds no snapshot is searched further back.
+        """
         reader = Consumer(
             self.settings.kafka_client_config()
             | {
@@ -162,29 +213,39 @@ class IngestLoop:
                 "enable.partition.eof": True,  # EOF at the last stable offset: no waiting on timeouts
             }
         )
-        latest: bytes | None = None
+        latest: dict[int, bytes] = {}
         try:
-            lo, hi = reader.get_watermark_offsets(TopicPartition(self.state_topic, partition), timeout=30)
-            start = max(lo, hi - 16)  # the last snapshot sits just before the end (plus txn markers)
-            while hi > lo and latest is None:
-                reader.assign([TopicPartition(self.state_topic, partition, start)])
-                at_end = False
-                while not at_end:
-                    for m in reader.consume(num_messages=64, timeout=5.0) or [None]:
-                        if m is None or (m.error() is not None and m.error().code() == KafkaError._PARTITION_EOF):
-                            at_end = True
+            bounds = {
+                p: reader.get_watermark_offsets(TopicPartition(self.state_topic, p), timeout=30)
+                for p in partitions
+            }
+            start = {p: max(lo, hi - 16) for p, (lo, hi) in bounds.items() if hi > lo}
+            while start:
+                reader.assign([TopicPartition(self.state_topic, p, off) for p, off in start.items()])
+                open_ = set(start)
+                while open_:
+                    msgs = reader.consume(num_messages=256, timeout=10.0)
+                    if not msgs:
+                        raise RuntimeError(f"state topic {self.state_topic} did not answer while restoring")
+                    for m in msgs:
+                        if m.error() is not None and m.error().code() == KafkaError._PARTITION_EOF:
+                            open_.discard(m.partition())
                         elif m.error() is None and m.value():
-                            latest = m.value()
-                if latest is None and start > lo:
-                    start = max(lo, start - 1024)
-                    continue
-                break
+                            latest[m.partition()] = m.value()
+                start = {
+                    p: max(bounds[p][0], off - 1024)
+                    for p, off in start.items()
+                    if p not in latest and off > bounds[p][0]
+                }
         finally:
             reader.close()
-        if latest is None:
+        return {p: self._engine_from(p, latest.get(p)) for p in partitions}
+
+    def _engine_from(self, partition: int, snapshot: bytes | None) -> PartitionEngine:
+        if snapshot is None:
             return PartitionEngine(self.policy, partition)
         try:
-            engine = PartitionEngine.restore(self.policy, latest)
+            engine = PartitionEngine.restore(self.policy, snapshot)
         except SnapshotError as exc:
             # A snapshot from another policy version cannot be reused (its state key differs).
             log_event(
@@ -195,7 +256,26 @@ class IngestLoop:
         return engine
 
     # --------------------------------------------------------------------- loop
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, max_restarts: int = 5) -> None:
+        """Process until `stop`; a failed transaction restarts from the last commit.
+
+        A fenced or aborted transaction means our in-memory state is ahead of what Kafka
+        holds, so everything is dropped and rebuilt from the committed snapshots and
+        offsets, exactly as after a crash.
+        """
+        restarts = 0
+        while True:
+            try:
+                self._run(stop)
+                return
+            except _TransactionLost as exc:
+                restarts += 1
+                log_event(log, "ingest restarting from the last commit", logging.WARNING, error=str(exc))
+                if restarts > max_restarts:
+                    raise RuntimeError(f"ingest failed {restarts} times in a row: {exc}") from exc
+                self._reset()
+
+    def _run(self, stop: threading.Event) -> None:
         self._open()
         assert self._consumer is not None
         last_commit = time.monotonic()
@@ -203,29 +283,46 @@ class IngestLoop:
             while not stop.is_set():
                 self._poll_plans()
                 msgs = self._consumer.consume(num_messages=self.batch_size, timeout=0.1)
-                if msgs:
-                    started = time.perf_counter()
-                    self._process(msgs)
+                started = time.perf_counter()
+                if self._process(msgs):
                     self.metrics.batch_seconds.observe(time.perf_counter() - started)
                 if time.monotonic() - last_commit >= self.commit_interval_s:
                     self._commit()
                     last_commit = time.monotonic()
             self._commit()
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.fatal() or error.txn_requires_abort():
+                self._broken = True
+                raise _TransactionLost(str(error)) from exc
+            raise
         finally:
             self._close()
 
     def _close(self) -> None:
         if self._consumer is not None:
             self._consumer.close()
+            self._consumer = None
         if self._plans_consumer is not None:
             self._plans_consumer.close()
-        if self._producer is not None:
+            self._plans_consumer = None
+        if self._producer is not None and not self._broken:
             self._producer.flush(10)
+        self._producer = None
 
-    def _poll_plans(self) -> None:
+    def _reset(self) -> None:
+        self.engines.clear()
+        self.mergers.clear()
+        self.known_devices.clear()
+        self.unenriched.clear()
+        self.dirty.clear()
+        self.paused.clear()
+        self._broken = False
+
+    def _poll_plans(self, timeout: float = 0) -> None:
         assert self._plans_consumer is not None
         decoder = self.decoders[self.settings.topic("device-commands")]
-        msgs = self._plans_consumer.consume(num_messages=100, timeout=0)
+        msgs = self._plans_consumer.consume(num_messages=100, timeout=timeout)
         if not msgs:
             return
         plans, errors = decoder.decode_batch(msgs)
@@ -244,7 +341,17 @@ class IngestLoop:
             value, _ = self.encoder.encode(plan, Framing.SINGLE_OBJECT)
             self._send(Envelope(EnvelopeKind.PLAN, plan.rollout_id, -1, 0, 0, value))
 
-    def _process(self, msgs: list[Any]) -> None:
+    def _high(self, partition: int) -> Callable[[str], int]:
+        consumer = self._consumer
+        assert consumer is not None
+
+        def high(topic: str) -> int:
+            return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)[1] or -1)
+
+        return high
+
+    def _process(self, msgs: list[Any]) -> int:
+        """Decode and buffer a consumed batch, then fold what the mergers release."""
         by_source: dict[tuple[str, int], list[Any]] = defaultdict(list)
         for m in msgs:
             if m.error() is not None:
@@ -252,25 +359,54 @@ class IngestLoop:
                     continue
                 raise KafkaException(m.error())
             by_source[(m.topic(), m.partition())].append(m)
-        by_partition: dict[int, list[Any]] = defaultdict(list)
-        for (topic, partition), batch in sorted(by_source.items(), key=lambda kv: kv[0][1]):
-            records, errors = self.decoders[topic].decode_batch(batch)
-            short = self.topics[topic]
-            for err in errors:
-                self._dead_letter(err)
-                by_partition[partition].append(self._error_count(err))
-            if records:
-                self._count(short, records)
-                by_partition[partition].extend(records)
-        for partition, events in by_partition.items():
-            engine = self.engines.get(partition)
-            if engine is None:  # revoked while the batch was in flight
+        for (topic, partition), batch in by_source.items():
+            merger = self.mergers.get(partition)
+            if merger is None:  # revoked while the batch was in flight
                 continue
-            events = self._enrich(partition, events)
-            self.events_in += len(events)
-            for partial in engine.step(events):
-                self._send_partial(partial)
-            self.dirty.add(partition)
+            records, errors = self.decoders[topic].decode_batch(batch)
+            bad = {e.offset for e in errors}
+            good = [m for m in batch if m.offset() not in bad]
+            items = [Buffered(m.timestamp()[1], m.offset(), r) for m, r in zip(good, records, strict=True)]
+            items.extend(Buffered(e.timestamp_ms, e.offset, e) for e in errors)
+            if errors:
+                items.sort(key=lambda b: b.offset)
+            merger.add(topic, items, batch[-1].offset() + 1)
+            if records:
+                self._count(self.topics[topic], records)
+            if merger.buffered(topic) > _PAUSE_AT and (topic, partition) not in self.paused:
+                self._consumer.pause([TopicPartition(topic, partition)])  # type: ignore[union-attr]
+                self.paused.add((topic, partition))
+        folded = 0
+        for partition, merger in self.mergers.items():
+            released = merger.release(self._high(partition))
+            if released:
+                folded += self._fold(partition, released)
+        self._resume_drained()
+        return folded
+
+    def _fold(self, partition: int, released: list[Any]) -> int:
+        events: list[Any] = []
+        for item in released:
+            if isinstance(item, DecodeError):
+                self._dead_letter(item)
+                events.append(self._error_count(item))
+            else:
+                events.append(item)
+        engine = self.engines[partition]
+        events = self._enrich(partition, events)
+        self.events_in += len(events)
+        self.last_event_at[partition] = self.clock()
+        for partial in engine.step(events):
+            self._send_partial(partial)
+        self.dirty.add(partition)
+        return len(events)
+
+    def _resume_drained(self) -> None:
+        for topic, partition in list(self.paused):
+            merger = self.mergers.get(partition)
+            if merger is None or merger.buffered(topic) < _RESUME_AT:
+                self._consumer.resume([TopicPartition(topic, partition)])  # type: ignore[union-attr]
+                self.paused.discard((topic, partition))
 
     def _count(self, topic: str, records: list[Any]) -> None:
         formats: dict[str, int] = defaultdict(int)
@@ -339,29 +475,52 @@ class IngestLoop:
         self.metrics.decode_errors.labels(err.topic, err.reason.value).inc()
         self.metrics.dead_letters.inc()
 
+    def _idle_partitions(self, consumer: Consumer) -> set[int]:
+        """Partitions with nothing left to read on any input topic and no event for the idle timeout."""
+        now = self.clock()
+        idle = set()
+        for p, merger in self.mergers.items():
+            high = self._high(p)
+            for topic, offset in merger.processed().items():
+                end = high(topic)
+                if end >= 0:
+                    self.metrics.consumer_lag.labels(self.topics[topic], str(p)).set(max(0, end - offset))
+            if merger.caught_up(high) and now - self.last_event_at.setdefault(p, now) >= self.idle_timeout_s:
+                idle.add(p)
+        return idle
+
     def _commit(self) -> None:
         """One transaction: heartbeats, snapshots of touched partitions, offsets."""
         producer, consumer = self._producer, self._consumer
         if producer is None or consumer is None:
             return
+        idle = self._idle_partitions(consumer)
         for p, engine in self.engines.items():
             for rollout_id in engine.rollout_ids():
-                self._send(Envelope(EnvelopeKind.HEARTBEAT, rollout_id, p, 0, engine.watermark_ms, b""))
+                self._send(
+                    Envelope(EnvelopeKind.HEARTBEAT, rollout_id, p, 0, engine.watermark_ms, b"", p in idle)
+                )
         for p in sorted(self.dirty):
             engine = self.engines.get(p)
             if engine is not None:
                 producer.produce(self.state_topic, key=str(p).encode(), value=engine.snapshot(), partition=p)
         self.dirty.clear()
-        positions = [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
+        # Only what was folded is committed: buffered records are read again after a crash.
+        positions = [
+            TopicPartition(topic, p, offset)
+            for p, m in self.mergers.items()
+            for topic, offset in m.processed().items()
+        ]
         try:
             if positions:
                 producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 30)
             producer.commit_transaction(30)
         except KafkaException as exc:
-            if exc.args[0].txn_requires_abort():
+            self._broken = True
+            error = exc.args[0]
+            if error.txn_requires_abort():
                 producer.abort_transaction(30)
-                raise RuntimeError(
-                    f"ingest transaction aborted, restart to recover from the last commit: {exc}"
-                ) from exc
+            if error.txn_requires_abort() or error.fatal():
+                raise _TransactionLost(str(error)) from exc
             raise
         producer.begin_transaction()

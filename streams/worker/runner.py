@@ -19,6 +19,8 @@ from gates.policy import DEFAULT_POLICY, GatePolicy, load_policy
 from streams.config import ConfigError, Settings
 from streams.inventory import InventoryCache
 from streams.logs import log_event
+from streams.security.preflight import check_kafka
+from streams.security.signing import decision_signer
 from streams.worker.app import DeciderStage, build_app
 from streams.worker.ingest import IngestLoop
 from streams.worker.metrics import WorkerMetrics
@@ -66,6 +68,7 @@ def run_worker(
     window_ms: int | None = None,
 ) -> int:
     policy = load_worker_policy(settings, window_ms)
+    check_kafka(settings)  # issue 8: exit at once on bad Kafka credentials / TLS (streams/security)
     metrics = WorkerMetrics()
     metrics.serve(settings.metrics_port)
     log_event(
@@ -95,7 +98,7 @@ def run_worker(
         if role in ("all", "decide"):
             from faust.worker import Worker
 
-            stage = DeciderStage(settings, policy, metrics, idle_timeout_s=idle_timeout_s)
+            stage = DeciderStage(settings, policy, metrics, sign=decision_signer(settings.signing_keyring()))
             app = build_app(settings, stage, instance=instance)
             worker = Worker(app, loglevel="WARNING", quiet=True)
             try:
