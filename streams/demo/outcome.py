@@ -53,8 +53,8 @@ class Outcome:
     expectation: Expectation
     state: str = ""
     current_stage: int = -1
-    stopping: Decision | None = None  # the gate/operator PAUSE or ROLLBACK that stopped it
-    windows_to_stop: int | None = None  # gate windows from the stage's dispatch to that decision
+    stopping: Decision | None = None  # the gate's PAUSE or ROLLBACK at the bad stage (ROLLBACK wins)
+    windows_to_stop: int | None = None  # gate windows from the stage's dispatch to its first stop
     rollback: dict[str, str] = field(default_factory=dict)
     per_stage: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -196,12 +196,16 @@ def check_outcome(
             f"(stops: {[(d.action.value, d.stage) for d in stops]})"
         )
     else:
-        out.stopping = at_bad[0]
+        # A gate ROLLBACK is obeyed while PAUSED (e.g. reconnect-storm: PAUSE on ack timeouts, then
+        # ROLLBACK once the late FAILED acks arrive): the strongest action decides the final state,
+        # the first stop decides how quickly the gate reacted.
+        rollbacks = [d for d in at_bad if d.action is Action.ROLLBACK]
+        out.stopping = rollbacks[0] if rollbacks else at_bad[0]
         if out.stopping.source is not DecisionSource.GATE:
             p.append(f"the stop at stage {bad} came from {out.stopping.source.value}, not the gate")
         if bad in dispatched_at:
             out.windows_to_stop = (
-                out.stopping.window_end_ms - (dispatched_at[bad] // window_ms * window_ms)
+                at_bad[0].window_end_ms - (dispatched_at[bad] // window_ms * window_ms)
             ) // window_ms
             if max_windows is not None and out.windows_to_stop > max_windows:
                 p.append(f"stopped {out.windows_to_stop} windows after dispatch, allowed {max_windows}")
@@ -224,9 +228,13 @@ def check_outcome(
             p.append(f"rollback stages {list(st.rollback_stages)}, expected [{bad}]")
         expected_targets = {d for d, s in commanded.items() if s == bad}
         if set(out.rollback) != expected_targets:
-            p.append(f"rollback set has {len(out.rollback)} devices, stage {bad} had {len(expected_targets)} commanded")
+            p.append(
+                f"rollback set has {len(out.rollback)} devices, stage {bad} had {len(expected_targets)} commanded"
+            )
         held = {d for d, v in out.rollback.items() if v.startswith("held:downgrade_refused")}
-        want_held = exp.refusers & _applied(versions, expected_targets, spec.target_version, rep, out.rollback)
+        want_held = exp.refusers & _applied(
+            versions, expected_targets, spec.target_version, rep, out.rollback
+        )
         if exp.refusers and held != want_held:
             p.append(f"held (downgrade refused) {len(held)} devices, truth says {len(want_held)}")
         if not exp.refusers and held:
@@ -252,10 +260,16 @@ def check_outcome(
 
 
 def _applied(
-    versions: Mapping[str, Mapping[str, str]], devs: set[str], target: str, rep: str, rollback: Mapping[str, str]
+    versions: Mapping[str, Mapping[str, str]],
+    devs: set[str],
+    target: str,
+    rep: str,
+    rollback: Mapping[str, str],
 ) -> set[str]:
     """Devices that took the update: they report the target or were held on it."""
-    return {d for d in devs if versions.get(d, {}).get(rep) == target or rollback.get(d, "").startswith("held")}
+    return {
+        d for d in devs if versions.get(d, {}).get(rep) == target or rollback.get(d, "").startswith("held")
+    }
 
 
 def _why(d: Decision) -> str:

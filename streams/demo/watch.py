@@ -103,7 +103,9 @@ def _stage_table(store: ExecutorStore, rollout_id: str, decisions: list[Decision
         s = row["stage"]
         if s < 0:
             continue
-        rb = ", ".join(f"{k.removeprefix('rollback_')} {v}" for k, v in row.items() if k.startswith("rollback_"))
+        rb = ", ".join(
+            f"{k.removeprefix('rollback_')} {v}" for k, v in row.items() if k.startswith("rollback_")
+        )
         d = last.get(s)
         gate = Text(d.action.value, style=_STYLE.get(d.action.value, "")) if d else Text("-")
         marker = "▶ " if s == st.current_stage and st.state not in _TERMINAL else ""
@@ -142,7 +144,9 @@ def _header(store: ExecutorStore, rollout_id: str, title: str, started: float) -
     state = "waiting for the executor" if st is None else f"{st.state.value} at stage {st.current_stage}"
     wm = gate.get("watermark_ms")
     lag = f", gate watermark {_ts(int(wm))}" if wm else ""
-    return Text(f"{title}  |  {rollout_id}: {state}{lag}  |  {time.monotonic() - started:5.1f} s", style="bold")
+    return Text(
+        f"{title}  |  {rollout_id}: {state}{lag}  |  {time.monotonic() - started:5.1f} s", style="bold"
+    )
 
 
 def watch(
@@ -201,7 +205,11 @@ def watch(
 
 
 def render_summary(
-    console: Console, rollout_id: str, decisions: list[Decision], outcome: Outcome | None, extra: dict[str, Any]
+    console: Console,
+    rollout_id: str,
+    decisions: list[Decision],
+    outcome: Outcome | None,
+    extra: dict[str, Any],
 ) -> None:
     """What was decided and why, and whether it is what the scenario's ground truth expects."""
     t = Table(title=f"what was decided, and why ({rollout_id})", expand=True)

@@ -53,6 +53,7 @@ log = logging.getLogger("fleetgate.ingest")
 INPUT_TOPICS = ("telemetry", "acks", "device-commands")
 # Backpressure: a topic partition running this far ahead of its siblings is paused.
 _PAUSE_AT, _RESUME_AT = 50_000, 10_000
+SNAPSHOT_BUDGET = 0.2  # share of the ingest thread's time that snapshots may take
 
 
 class IngestLoop:
@@ -104,6 +105,9 @@ class IngestLoop:
         self._producer: Producer | None = None
         self._plans_consumer: Consumer | None = None
         self._broken = False  # the current transaction cannot be committed any more
+        # Snapshots cost time in proportion to the devices held; commits are spaced so that
+        # snapshotting takes at most SNAPSHOT_BUDGET of the time (see docs/architecture.md).
+        self._commit_gap_s = commit_interval_s
 
     # ------------------------------------------------------------------ clients
     def _open(self) -> None:
@@ -286,7 +290,7 @@ class IngestLoop:
                 started = time.perf_counter()
                 if self._process(msgs):
                     self.metrics.batch_seconds.observe(time.perf_counter() - started)
-                if time.monotonic() - last_commit >= self.commit_interval_s:
+                if time.monotonic() - last_commit >= self._commit_gap_s:
                     self._commit()
                     last_commit = time.monotonic()
             self._commit()
@@ -500,11 +504,13 @@ class IngestLoop:
                 self._send(
                     Envelope(EnvelopeKind.HEARTBEAT, rollout_id, p, 0, engine.watermark_ms, b"", p in idle)
                 )
+        started = time.perf_counter()
         for p in sorted(self.dirty):
             engine = self.engines.get(p)
             if engine is not None:
                 producer.produce(self.state_topic, key=str(p).encode(), value=engine.snapshot(), partition=p)
         self.dirty.clear()
+        self._commit_gap_s = max(self.commit_interval_s, (time.perf_counter() - started) / SNAPSHOT_BUDGET)
         # Only what was folded is committed: buffered records are read again after a crash.
         positions = [
             TopicPartition(topic, p, offset)

@@ -100,7 +100,10 @@ def run_worker(
 
             stage = DeciderStage(settings, policy, metrics, sign=decision_signer(settings.signing_keyring()))
             app = build_app(settings, stage, instance=instance)
-            worker = Worker(app, loglevel="WARNING", quiet=True)
+            # Our JSON logging stays in charge: Faust must not reconfigure the root logger.
+            worker = Worker(
+                app, loglevel="WARNING", quiet=True, override_logging=False, redirect_stdouts=False
+            )
             try:
                 worker.execute_from_commandline()
             except SystemExit:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gates.events import Action, Decision, DecisionSource, RolloutState
+from gates.policy import load_policy
 from streams.executor.errors import PlanError
 from streams.executor.machine import Ignore, Move, RolloutStatus, Transition, decide
 from streams.executor.operator import operator_decision
@@ -20,7 +21,11 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "plans").glob("*.yaml")))
 def test_example_plans_are_valid(name: str) -> None:
     spec = load_plan(REPO / "plans" / name)
-    assert spec.stages and spec.policy_version == "default-1"
+    shipped = {
+        load_policy((REPO / "policies" / f.name).read_text()).version
+        for f in (REPO / "policies").glob("*.yaml")
+    }
+    assert spec.stages and spec.policy_version in shipped  # every example names a policy we ship
 
 
 @pytest.mark.parametrize(

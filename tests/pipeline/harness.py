@@ -127,28 +127,24 @@ def wait_for_watermark(
     )
 
 
-def outcome(settings: Settings) -> tuple[set[tuple[str, str]], dict[tuple, dict]]:
-    """Distinct (decision id, action), and the final cohort health: the latest window's record
-    per (stage, version, baseline), as last published."""
+def outcome(settings: Settings, window_start_ms: int) -> tuple[set[tuple[str, str]], dict[tuple, dict]]:
+    """Distinct (decision id, action), and the cohort health of one closed window as last published.
+
+    Pick a window every run has closed (the watermark the test waited for): windows after it
+    close when the partitions go idle, which depends on how long a test waits.
+    """
     from gates.events import CohortHealth
 
     ds = read_topic(settings, "rollout-control", until=lambda r: False, timeout_s=4)
-    hs = [
-        h
-        for h in read_topic(settings, "cohort-health", until=lambda r: False, timeout_s=4)
-        if isinstance(h, CohortHealth)
-    ]
-    last_window = max((h.window_start_ms for h in hs), default=0)
+    hs = read_topic(settings, "cohort-health", until=lambda r: False, timeout_s=4)
     health: dict[tuple, dict] = {}
     for h in hs:
-        if h.window_start_ms == last_window:
-            key = (h.stage, h.firmware_version, h.is_baseline, h.window_start_ms)
+        if isinstance(h, CohortHealth) and h.window_start_ms == window_start_ms:
+            key = (h.stage, h.firmware_version, h.is_baseline)
             health[key] = {
                 "expected": h.devices_expected,
                 "reporting": h.devices_reporting,
                 **dict(h.metrics),
             }
-    if os.environ.get("FG_DEBUG"):
-        for d in decisions(ds):
-            print("DECISION", d.action.value, d.window_end_ms, [(r.rule_id, r.verdict, r.sample_size, r.observed) for r in d.reasons])
+    assert health, f"no cohort health for the window starting at {window_start_ms}"
     return {(d.decision_id, d.action.value) for d in decisions(ds)}, health

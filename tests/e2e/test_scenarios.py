@@ -1,0 +1,167 @@
+"""End to end on the real broker and Redis: simulator -> gate worker -> executor -> simulator.
+
+One test per simulator scenario, with the demo policy (policies/demo.yaml) and the demo plans
+(plans/demo.yaml, plans/demo-config.yaml for the configuration scenario).  The gate worker runs
+as a real `fleetgate worker` subprocess; the executor and the live simulator run in-process
+threads.  Every test has its own topic prefix, Redis namespace and consumer groups.
+
+The verdict is :func:`streams.demo.outcome.check_outcome`: the executor's final state (Redis),
+every decision on the control topic and the simulator's ground truth (truth JSON) must agree —
+`healthy` completes with no PAUSE/ROLLBACK; a fault scenario stops at the first stage holding a
+device of the bad cohort, within ``max_windows`` gate windows (10 s each) of that stage's
+dispatch, rolls back only that stage, leaves earlier stages untouched and never dispatches later
+ones.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gates.events import RolloutState
+from streams.config import Settings, load_settings
+from streams.demo.outcome import check_outcome
+from streams.demo.watch import DecisionReader
+from streams.executor import Executor, load_plan, start
+from streams.executor.store import ExecutorStore
+from streams.inventory import load_inventory_csv
+from streams.simulator import SimulatorConfig, generate_fleet, start_simulator
+from streams.topics import create_topics, topic_names
+from tests.pipeline.harness import WorkerProcess
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICY = ROOT / "policies" / "demo.yaml"
+DEVICES = 2000
+SEED = 7
+WINDOW_MS = 10_000
+
+
+@dataclass(frozen=True)
+class Case:
+    plan: str
+    timeout_s: float  # from the rollout start to the final state
+    max_windows: int | None  # gate windows from the bad stage's dispatch to the stop
+
+
+CASES: dict[str, Case] = {
+    "healthy": Case("plans/demo.yaml", 170, None),
+    "bad-model": Case("plans/demo.yaml", 90, 3),
+    "metric-vanishes": Case("plans/demo.yaml", 120, 5),
+    "latency-regression": Case("plans/demo.yaml", 75, 5),
+    "reconnect-storm": Case("plans/demo.yaml", 150, 8),
+    "chatty-config": Case("plans/demo-config.yaml", 75, 5),
+    "rollback-refused": Case("plans/demo.yaml", 75, 4),
+}
+XFAIL: dict[str, str] = {}
+
+
+def _params() -> list[object]:
+    out = []
+    for name in CASES:
+        marks = [pytest.mark.xfail(strict=True, reason=XFAIL[name])] if name in XFAIL else []
+        out.append(pytest.param(name, id=name, marks=marks))
+    return out
+
+
+@pytest.fixture
+def e2e_env(settings_env: dict[str, str], unique: str):  # type: ignore[no-untyped-def]
+    env = settings_env | {
+        "FLEETGATE_TOPIC_PREFIX": f"test.e2e.{unique}.",
+        "FLEETGATE_REDIS_NAMESPACE": f"test-e2e-{unique}",
+        "FLEETGATE_GROUP_ID": f"e2e-{unique}",
+        "FLEETGATE_POLICY": str(POLICY),
+    }
+    settings = load_settings(env)
+    create_topics(settings)
+    yield env, settings
+    import redis
+    from confluent_kafka.admin import AdminClient
+
+    for f in AdminClient(settings.kafka_client_config()).delete_topics(topic_names(settings)).values():
+        try:
+            f.result(timeout=30)
+        except Exception:  # noqa: BLE001 - best-effort clean-up
+            pass
+    client = redis.Redis.from_url(settings.redis_url.value)
+    keys = list(client.scan_iter(f"{settings.redis_namespace}:*", count=2000))
+    for i in range(0, len(keys), 1000):
+        client.delete(*keys[i : i + 1000])
+
+
+def _wait_final(store: ExecutorStore, rid: str, timeout_s: float, worker: WorkerProcess) -> str:
+    deadline = time.monotonic() + timeout_s
+    since: float | None = None
+    state = "none"
+    while time.monotonic() < deadline:
+        assert worker.proc.poll() is None, f"worker exited with {worker.proc.returncode}:\n{worker.tail()}"
+        st = store.load_status(rid)
+        state = st.state.value if st else "none"
+        if st is not None and st.state in (RolloutState.COMPLETED, RolloutState.ROLLED_BACK):
+            return state
+        if st is not None and st.state in (RolloutState.PAUSED, RolloutState.ROLLING_BACK):
+            since = since or time.monotonic()
+            if time.monotonic() - since >= (4 if st.state is RolloutState.PAUSED else 12):
+                return state
+        else:
+            since = None
+        time.sleep(0.5)
+    return f"TIMEOUT ({state})"
+
+
+def _run(scenario: str, env: dict[str, str], settings: Settings, tmp_path: Path) -> None:
+    case = CASES[scenario]
+    spec = load_plan(ROOT / case.plan)
+    fleet_csv = tmp_path / "fleet.csv"
+    generate_fleet(DEVICES, SEED).write_csv(fleet_csv)
+    store = ExecutorStore.from_url(settings.redis_url.value, settings.redis_namespace)
+    report = load_inventory_csv(store.client, settings.redis_namespace, fleet_csv)
+    assert report.loaded == DEVICES and not report.skipped
+    truth_path = tmp_path / "truth.json"
+    worker = WorkerProcess(env, tmp_path / "worker.log", f"e2e-{scenario}")
+    sim = start_simulator(
+        settings, SimulatorConfig(devices=DEVICES, scenario=scenario, seed=SEED, truth_out=truth_path)
+    )
+    stop = threading.Event()
+    executor = Executor(settings, offline_after_ms=30_000)
+    ex_thread = threading.Thread(target=executor.run, args=(stop,), name="e2e-executor", daemon=True)
+    started = time.monotonic()
+    try:
+        assert sim.ready.wait(30), "simulator not ready"
+        ex_thread.start()
+        time.sleep(3)  # the first reports flow; the executor has recovered
+        start(settings, spec, "e2e", f"scenario {scenario}")
+        final = _wait_final(store, spec.rollout_id, case.timeout_s, worker)
+    finally:
+        sim.stop()
+        stop.set()
+        ex_thread.join(30)
+        rc = worker.stop()
+    elapsed = time.monotonic() - started
+    assert rc == 0, worker.tail()
+    reader = DecisionReader(settings)
+    for _ in range(4):
+        reader.poll(0.5)
+    reader.close()
+    truth = json.loads(truth_path.read_text())
+    outcome = check_outcome(
+        store, spec.rollout_id, truth, reader.decisions, max_windows=case.max_windows, window_ms=WINDOW_MS
+    )
+    summary = json.dumps(outcome.to_dict() | {"final": final, "elapsed_s": round(elapsed, 1)}, indent=1)
+    (tmp_path / "outcome.json").write_text(summary)
+    print(summary)
+    assert not final.startswith("TIMEOUT"), f"{scenario}: no final state in {case.timeout_s} s\n{summary}"
+    assert outcome.ok, f"{scenario}:\n" + "\n".join(outcome.problems) + f"\n{summary}"
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("scenario", _params())
+def test_scenario_end_to_end(scenario: str, e2e_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    env, settings = e2e_env
+    _run(scenario, env, settings, tmp_path)
