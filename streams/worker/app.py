@@ -94,6 +94,7 @@ class DeciderStage:
             settings.redis_url.value, socket_timeout=2, socket_connect_timeout=2
         )
         self._cache: dict[str, tuple[bytes, RolloutGate]] = {}
+        self.status_failures = 0  # consecutive status writes Redis refused
         telemetry = settings.topic("telemetry")
         meta = self.producer.list_topics(telemetry, timeout=30).topics[telemetry]
         if meta.error is not None:
@@ -171,9 +172,19 @@ class DeciderStage:
         try:
             self.redis.hset(status_key(self.settings, gate.rollout_id), mapping=mapping)
         except redis.RedisError as exc:
-            log_event(
-                log, "status not written to Redis", logging.WARNING, rollout=gate.rollout_id, error=str(exc)
-            )
+            self.status_failures += 1
+            if self.status_failures == 1:  # once per outage, not once per write
+                log_event(
+                    log,
+                    "status not written to Redis",
+                    logging.WARNING,
+                    rollout=gate.rollout_id,
+                    error=str(exc),
+                )
+            return
+        if self.status_failures:
+            log_event(log, "status writes to Redis resumed", skipped=self.status_failures)
+            self.status_failures = 0
 
 
 def _reason_json(r: Any) -> dict[str, Any]:
