@@ -24,6 +24,7 @@ services: ## start local Kafka (KRaft, Maven jars) and Redis; idempotent
 
 stop: ## stop the Kafka and Redis (and demo processes) this project started
 	-@scripts/demo.sh stop 2>/dev/null || true
+	-@scripts/sasl.sh stop 2>/dev/null || true
 	scripts/services.sh stop
 
 status: ## show whether the services are up

