@@ -80,6 +80,7 @@ _COMMAND_MODULES = (
     "streams.executor.commands",
     "streams.simulator.commands",
     "streams.replay.commands",
+    "streams.demo.commands",
 )
 
 
