@@ -151,6 +151,8 @@ PROPS
 }
 
 start() {
+  # The same cached broker jars as scripts/services.sh; resolve them if this clone has none yet.
+  [ -f "$LIB/kafka_2.13-$KAFKA_VERSION.jar" ] || "$ROOT/scripts/services.sh" jars >/dev/null
   if port_open "$PORT"; then
     log "something already listens on 127.0.0.1:$PORT, leaving it"
     return

@@ -175,8 +175,12 @@ case "${1:-}" in
   kafka-version)
     echo "$KAFKA_VERSION"
     ;;
+  jars)
+    resolve_kafka_jars
+    echo "$LIB"
+    ;;
   *)
-    echo "usage: $0 start|stop|status|kafka-version" >&2
+    echo "usage: $0 start|stop|status|kafka-version|jars" >&2
     exit 2
     ;;
 esac

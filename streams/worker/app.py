@@ -95,6 +95,7 @@ class DeciderStage:
         )
         self._cache: dict[str, tuple[bytes, RolloutGate]] = {}
         self.status_failures = 0  # consecutive status writes Redis refused
+        self._last_status: dict[str, tuple[list[Decision], list[CohortHealth]]] = {}
         telemetry = settings.topic("telemetry")
         meta = self.producer.list_topics(telemetry, timeout=30).topics[telemetry]
         if meta.error is not None:
@@ -153,8 +154,17 @@ class DeciderStage:
             raise RuntimeError(f"{remaining} decision/health records not acknowledged by the broker")
         self._status(gate, decisions, health)
 
+    def retry_status(self, gate: RolloutGate) -> None:
+        last = self._last_status.get(gate.rollout_id)
+        if last is not None:
+            self._status(gate, *last)
+
     def _status(self, gate: RolloutGate, decisions: list[Decision], health: list[CohortHealth]) -> None:
         """Latest status per rollout in Redis, for `fleetgate status`; best effort (Kafka is the record)."""
+        if decisions or health:
+            last = self._last_status.get(gate.rollout_id, ([], []))
+            self._last_status[gate.rollout_id] = (decisions or last[0], health or last[1])
+            decisions, health = self._last_status[gate.rollout_id]
         mapping: dict[str, str] = {
             "watermark_ms": str(gate.watermark_ms),
             "updated_at_ms": str(int(self.clock() * 1000)),
@@ -258,6 +268,10 @@ def build_app(
                 # at worst repeated with the same id after a crash.
                 await loop.run_in_executor(None, stage.publish, gate, decisions)
                 table[key] = stage.remember(gate)
+            elif stage.status_failures:
+                # Redis was down at the last status write: retry on the next envelope (heartbeats
+                # come every commit interval), so the status catches up when Redis returns.
+                await loop.run_in_executor(None, stage.retry_status, gate)
 
     return app
 
