@@ -91,6 +91,7 @@ def run_worker(
             inventory=cache,
             metrics=metrics,
             commit_interval_s=commit_interval_s,
+            idle_timeout_s=idle_timeout_s,
         )
         ingest = _IngestThread(loop, stop)
         ingest.start()
