@@ -22,11 +22,9 @@
 # already answering on the port is left alone; `stop` stops only the pid this script started.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${FLEETGATE_CACHE:-$ROOT/.cache}"
-RUN="${FLEETGATE_RUN:-$CACHE/run}"
-KAFKA_VERSION="${KAFKA_VERSION:-$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/scripts/kafka-pom.xml")}"
-LIB="$CACHE/kafka/lib-$KAFKA_VERSION"
+LOG_TAG=sasl
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 PORT="${SASL_KAFKA_PORT:-9094}"
 CONTROLLER_PORT="${SASL_CONTROLLER_PORT:-9095}"
 DIR="${SASL_DIR:-$RUN/sasl}"
@@ -37,11 +35,6 @@ PASSWORD="${SASL_PASSWORD:-fleetgate-test-secret}"
 STORE_PASSWORD="${SASL_STORE_PASSWORD:-changeit-test}"
 USERS="fleetgate-worker fleetgate-executor fleetgate-operator"
 
-log() { printf '[sasl] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 is missing. $2"; }
 
 make_tls() {
   [ -f "$DIR/broker.keystore.p12" ] && [ -f "$DIR/broker.truststore.p12" ] && return

@@ -7,27 +7,15 @@
 # the processes this script started (pid files under $FLEETGATE_RUN). Logs: $FLEETGATE_RUN/*.log
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${FLEETGATE_CACHE:-$ROOT/.cache}"
-RUN="${FLEETGATE_RUN:-$CACHE/run}"
-KAFKA_VERSION="${KAFKA_VERSION:-$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/scripts/kafka-pom.xml")}"
+LOG_TAG=services
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 KAFKA_HEAP="${KAFKA_HEAP:-768m}"
-LIB="$CACHE/kafka/lib-$KAFKA_VERSION"
 KAFKA_DATA="$RUN/kafka-data-$KAFKA_PORT"
 
-log() { printf '[services] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-
-need() {
-  command -v "$1" >/dev/null 2>&1 || die "$1 is missing. $2"
-}
 
 resolve_kafka_jars() {
   if [ -f "$LIB/kafka_2.13-$KAFKA_VERSION.jar" ] && ls "$LIB"/slf4j-simple-*.jar >/dev/null 2>&1; then
@@ -161,6 +149,7 @@ case "${1:-}" in
   start)
     mkdir -p "$RUN"
     start_redis
+    resolve_kafka_jars  # also when a broker already runs: the readiness check uses the jars
     start_kafka
     wait_kafka
     ;;

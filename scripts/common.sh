@@ -1,0 +1,13 @@
+# Shared by scripts/services.sh and scripts/sasl.sh (sourced, not run): paths, the pinned
+# Kafka version and small helpers.  Set LOG_TAG before sourcing.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${FLEETGATE_CACHE:-$ROOT/.cache}"
+RUN="${FLEETGATE_RUN:-$CACHE/run}"
+KAFKA_VERSION="${KAFKA_VERSION:-$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/scripts/kafka-pom.xml")}"
+LIB="$CACHE/kafka/lib-$KAFKA_VERSION"
+
+log() { printf '[%s] %s\n' "${LOG_TAG:-fleetgate}" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 is missing. $2"; }
