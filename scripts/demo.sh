@@ -81,7 +81,7 @@ run() {
   fg inventory load "$RUN_DIR/fleet.csv"
 
   say "starting the gate worker, the executor and the simulator (scenario $SCENARIO); logs in ${RUN_DIR#"$ROOT"/}"
-  start_bg worker "$PY" -m streams.cli worker --instance "demo-$run_id" --idle-timeout 5 --log-level WARNING
+  start_bg worker "$PY" -m streams.cli worker --instance "demo-$run_id" --log-level WARNING
   start_bg executor "$PY" -m streams.cli executor --offline-after 30s
   start_bg simulator "$PY" -m streams.cli simulate --devices "$DEVICES" --seed "$SEED" \
     --scenario "$SCENARIO" --truth-out "$RUN_DIR/truth.json" --log-level WARNING

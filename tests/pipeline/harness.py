@@ -27,8 +27,8 @@ class WorkerProcess:
                 "worker",
                 "--instance",
                 instance,
-                "--idle-timeout",
-                "5",
+                # The default idle timeout (30 s): a partition paused by a kill or a slow start
+                # must not be skipped as idle, or the comparison with a reference run is timing.
                 *extra,
             ],
             env={**os.environ, **env},
