@@ -11,3 +11,19 @@ die() { log "error: $*"; exit 1; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is missing. $2"; }
+
+# Settings every single-node (combined broker + controller) test broker needs.
+single_node_properties() {
+  cat <<'PROPS'
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+min.insync.replicas=1
+default.replication.factor=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+PROPS
+}

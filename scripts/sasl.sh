@@ -82,16 +82,7 @@ ssl.truststore.password=$STORE_PASSWORD
 ssl.client.auth=none
 ssl.endpoint.identification.algorithm=https
 log.dirs=$DATA
-num.partitions=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=4
-min.insync.replicas=1
-default.replication.factor=1
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=true
+$(single_node_properties)
 PROPS
   chmod 600 "$DIR/server.properties"
   {

@@ -42,16 +42,7 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$KAFKA_DATA
-num.partitions=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=4
-min.insync.replicas=1
-default.replication.factor=1
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=true
+$(single_node_properties)
 log.retention.hours=168
 log.segment.bytes=67108864
 PROPS
