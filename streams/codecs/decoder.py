@@ -93,7 +93,7 @@ class Decoder:
         if mapper is None or entry.json_only:
             return (ErrorReason.UNEXPECTED_SCHEMA, f"{entry.full_name} not on {self.kind.name} streams", ref)
         reader = self.catalogue.find(entry.full_name) or entry
-        plan = ReadPlan(entry, reader, mapper, ref)
+        plan = ReadPlan(entry, reader, mapper, ref, self.kind.builders.get(entry.full_name))
         if plan.defaults is not None and plan.defaults == self.kind.self_defaults.get(entry.full_name):
             plan.defaults = None  # the mapper applies exactly these defaults itself
         return plan
@@ -224,6 +224,20 @@ class Decoder:
     def _read(self, value: bytes, start: int, plan: Any, ingest: int, fmt: str) -> Any:
         if plan.__class__ is tuple:
             return (plan[0], plan[1], fmt, plan[2], None)
+        fast = plan.fast
+        if fast is not None and value.__class__ is bytes:
+            rec = fast(value, start, ingest)
+            if rec is not None:
+                if not self._check_time:
+                    return rec
+                et = rec.event_time_ms
+                if not (
+                    et < self._min_et
+                    or et > self._max_et
+                    or (ingest >= 0 and (et - ingest > self._future or ingest - et > self._past))
+                ):
+                    return rec
+            # declined or out of range: the fastavro path gives the record or the exact error
         fo = BytesIO(value)
         if start:
             fo.seek(start)

@@ -69,6 +69,9 @@ class StreamKind:
     # payload limit when the caller gives no DecodeLimits: device input is small; our own
     # outputs include dead letters that wrap a whole (possibly oversized) device payload
     default_max_payload_bytes: int = 64 * 1024
+    # Avro full name -> builder taking the latest schema's fields positionally (after
+    # ingest time and source format); enables the generated readers of streams/codecs/fastread.py
+    builders: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
 
 
 _DEVICE_MAPPERS: dict[str, Mapper] = {
@@ -78,6 +81,7 @@ _DEVICE_MAPPERS: dict[str, Mapper] = {
 }
 
 _SELF_DEFAULTS = {TELEMETRY_NAME: mapping.TELEMETRY_SELF_DEFAULTS, ACK_NAME: mapping.ACK_SELF_DEFAULTS}
+_BUILDERS = {TELEMETRY_NAME: mapping.telemetry_from_fields, ACK_NAME: mapping.ack_from_fields}
 
 TELEMETRY = StreamKind(
     "telemetry",
@@ -85,9 +89,19 @@ TELEMETRY = StreamKind(
     LEGACY_TELEMETRY_NAME,
     True,
     _SELF_DEFAULTS,
+    builders={TELEMETRY_NAME: mapping.telemetry_from_fields},
 )
-ACK = StreamKind("ack", {ACK_NAME: mapping.ack_from_avro}, ACK_NAME, True, _SELF_DEFAULTS)
-DEVICE = StreamKind("device", _DEVICE_MAPPERS, LEGACY_TELEMETRY_NAME, True, _SELF_DEFAULTS)
+ACK = StreamKind(
+    "ack",
+    {ACK_NAME: mapping.ack_from_avro},
+    ACK_NAME,
+    True,
+    _SELF_DEFAULTS,
+    builders={ACK_NAME: mapping.ack_from_fields},
+)
+DEVICE = StreamKind(
+    "device", _DEVICE_MAPPERS, LEGACY_TELEMETRY_NAME, True, _SELF_DEFAULTS, builders=_BUILDERS
+)
 OUTPUT = StreamKind(
     "output",
     {

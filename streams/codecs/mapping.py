@@ -33,9 +33,11 @@ __all__ = [
     "KNOWN_METRICS_V2",
     "STATUS_TEXT",
     "ack_from_avro",
+    "ack_from_fields",
     "ack_status_from_text",
     "ack_to_avro",
     "telemetry_from_avro",
+    "telemetry_from_fields",
     "telemetry_from_legacy_json",
     "telemetry_to_avro",
     "telemetry_to_legacy_json",
@@ -167,6 +169,78 @@ def telemetry_from_avro(d: dict[str, Any], source_format: SourceFormat, ingest_t
     s11(o, d.get("command_latency_ms"))
     s12(o, metrics)
     return o
+
+
+def telemetry_from_fields(
+    ingest_time_ms: int, source_format: SourceFormat, device_id: str, ts: int, firmware: str,
+    temperature_c: float, cpu_pct: float, error_count: int, event_time_ms: int | None, model: str | None,
+    config_version: str | None, uptime_s: int | None, reconnect_count: int, rebooted: bool,
+    command_latency_ms: float | None, battery_pct: float | None, memory_free_kb: float | None,
+    rssi_dbm: float | None, extra_metrics: dict[str, float],
+) -> Telemetry | None:  # fmt: skip
+    """:func:`telemetry_from_avro` for the generated readers (``streams/codecs/fastread.py``).
+
+    Takes the latest telemetry schema's fields positionally instead of a dict; returns None
+    where :func:`telemetry_from_avro` raises (the decoder then takes the fastavro path, which
+    produces the exact dead letter).  The record is the one :func:`telemetry_from_avro` gives.
+    """
+    if not device_id or error_count < 0 or reconnect_count < 0:
+        return None
+    metrics = {"temperature_c": temperature_c, "cpu_pct": cpu_pct}
+    if battery_pct is not None:
+        metrics["battery_pct"] = battery_pct
+    if memory_free_kb is not None:
+        metrics["memory_free_kb"] = memory_free_kb
+    if rssi_dbm is not None:
+        metrics["rssi_dbm"] = rssi_dbm
+    if extra_metrics:
+        for k, v in extra_metrics.items():
+            metrics.setdefault(k, v)
+    total = sum(metrics.values())
+    if total - total != 0.0:
+        return None
+    if event_time_ms is None:
+        event_time_ms = ts * 1000
+    if not FAST_TELEMETRY:  # pragma: no cover - only after gates.events.Telemetry changes
+        return Telemetry(
+            device_id, event_time_ms, ingest_time_ms, firmware, source_format, model, config_version,
+            uptime_s, reconnect_count, error_count, rebooted, command_latency_ms, metrics,
+        )  # fmt: skip
+    o = _new(Telemetry)
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12 = _T_SET
+    s0(o, device_id)
+    s1(o, event_time_ms)
+    s2(o, ingest_time_ms)
+    s3(o, firmware)
+    s4(o, source_format)
+    s5(o, model)
+    s6(o, config_version)
+    s7(o, uptime_s)
+    s8(o, reconnect_count)
+    s9(o, error_count)
+    s10(o, rebooted)
+    s11(o, command_latency_ms)
+    s12(o, metrics)
+    return o
+
+
+def ack_from_fields(
+    ingest_time_ms: int, source_format: SourceFormat, device_id: str, ts: int, status: str, version: str,
+    event_time_ms: int | None, state: str, error_code: str | None, attempt: int, rollout_id: str | None,
+    command_id: str | None,
+) -> Ack | None:  # fmt: skip
+    """:func:`ack_from_avro` for the generated readers; None where it raises."""
+    if not device_id or attempt < 0:
+        return None
+    if event_time_ms is None:
+        event_time_ms = ts * 1000
+    st = _STATUS_BY_NAME.get(state, AckStatus.UNKNOWN)
+    if st is AckStatus.UNKNOWN:
+        st = ack_status_from_text(status)
+    return Ack(
+        device_id, event_time_ms, ingest_time_ms, st, source_format, rollout_id, version or None, command_id,
+        error_code, attempt,
+    )  # fmt: skip
 
 
 def telemetry_from_legacy_json(d: dict[str, Any], ingest_time_ms: int) -> Telemetry:

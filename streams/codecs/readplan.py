@@ -10,11 +10,13 @@ resolution (enums, promotions, removed fields, aliases).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gates.events import SourceFormat
 from streams.codecs.catalogue import SchemaEntry
+from streams.codecs.fastread import FastReader, compile_reader
 from streams.codecs.kinds import Mapper
 
 __all__ = ["DecodeLimits", "ReadPlan", "added_defaults"]
@@ -36,9 +38,16 @@ class DecodeLimits:
 class ReadPlan:
     """How to read one writer schema (cached per id / fingerprint / header)."""
 
-    __slots__ = ("defaults", "entry", "mapper", "reader", "ref", "source_format", "writer")
+    __slots__ = ("defaults", "entry", "fast", "mapper", "reader", "ref", "source_format", "writer")
 
-    def __init__(self, entry: SchemaEntry, reader: SchemaEntry, mapper: Mapper, ref: str) -> None:
+    def __init__(
+        self,
+        entry: SchemaEntry,
+        reader: SchemaEntry,
+        mapper: Mapper,
+        ref: str,
+        builder: Callable[..., Any] | None = None,
+    ) -> None:
         self.entry = entry
         self.writer = entry.parsed
         self.mapper = mapper
@@ -46,10 +55,15 @@ class ReadPlan:
         self.source_format = SourceFormat.AVRO_V1 if entry.version == 1 else SourceFormat.AVRO_V2
         self.defaults: dict[str, Any] | None = None
         self.reader: dict[str, Any] | None = None
+        # generated reader straight into the canonical record (streams/codecs/fastread.py);
+        # None: read with fastavro and map the dict
+        self.fast: FastReader | None = None
         if reader.fingerprint != entry.fingerprint:
             self.defaults = added_defaults(entry, reader)
             if self.defaults is None:
                 self.reader = reader.parsed
+        if builder is not None and self.reader is None:
+            self.fast = compile_reader(entry.parsed, reader.parsed, builder, self.source_format)
 
 
 def added_defaults(writer: SchemaEntry, reader: SchemaEntry) -> dict[str, Any] | None:
