@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Local Kafka (single-node KRaft, real Apache jars from Maven Central) and Redis, no Docker.
 #
-#   scripts/services.sh start|stop|status
+#   scripts/services.sh start|stop|status [all|kafka|redis]
 #
 # Idempotent: a service already answering on its port is left alone. `stop` stops only
 # the processes this script started (pid files under $FLEETGATE_RUN). Logs: $FLEETGATE_RUN/*.log
+# The second argument picks one service (default: all); tests start a private broker with
+#   KAFKA_PORT=… KAFKA_CONTROLLER_PORT=… FLEETGATE_RUN=<dir> scripts/services.sh start kafka
 set -euo pipefail
 
 LOG_TAG=services
@@ -136,17 +138,26 @@ stop_pidfile() {
   rm -f "$pidfile"
 }
 
+WHICH="${2:-all}"
+case "$WHICH" in
+  all|kafka|redis) ;;
+  *) echo "usage: $0 start|stop|status [all|kafka|redis]" >&2; exit 2 ;;
+esac
+wants() { [ "$WHICH" = all ] || [ "$WHICH" = "$1" ]; }
+
 case "${1:-}" in
   start)
     mkdir -p "$RUN"
-    start_redis
-    resolve_kafka_jars  # also when a broker already runs: the readiness check uses the jars
-    start_kafka
-    wait_kafka
+    if wants redis; then start_redis; fi
+    if wants kafka; then
+      resolve_kafka_jars  # also when a broker already runs: the readiness check uses the jars
+      start_kafka
+      wait_kafka
+    fi
     ;;
   stop)
-    stop_pidfile kafka "$RUN/kafka-$KAFKA_PORT.pid"
-    stop_pidfile redis "$RUN/redis-$REDIS_PORT.pid"
+    if wants kafka; then stop_pidfile kafka "$RUN/kafka-$KAFKA_PORT.pid"; fi
+    if wants redis; then stop_pidfile redis "$RUN/redis-$REDIS_PORT.pid"; fi
     ;;
   status)
     port_open "$KAFKA_PORT" && echo "kafka: up on $KAFKA_PORT" || echo "kafka: down"
@@ -160,7 +171,7 @@ case "${1:-}" in
     echo "$LIB"
     ;;
   *)
-    echo "usage: $0 start|stop|status|kafka-version|jars" >&2
+    echo "usage: $0 start|stop|status [all|kafka|redis] | kafka-version | jars" >&2
     exit 2
     ;;
 esac

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -64,6 +66,11 @@ _SEEN_WRITE_MS = 5_000  # write a device's seen_ms at most this often unless ver
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+# Test hook (tests/faults): when set to a FaultPoint value, the process kills itself with
+# SIGKILL at that point. Never set in production.
+KILL_AT_ENV = "FLEETGATE_TEST_EXECUTOR_KILL_AT"
 
 
 class FaultPoint(StrEnum):
@@ -269,6 +276,8 @@ class Executor:
         return ig
 
     def _fault(self, point: FaultPoint) -> None:
+        if os.environ.get(KILL_AT_ENV) == point.value:  # tests/faults only: a real kill -9
+            os.kill(os.getpid(), signal.SIGKILL)
         if point in self.faults:
             raise SimulatedCrash(point.value)
 
@@ -358,10 +367,11 @@ class Executor:
         """Produce commands, wait for the broker, then remove them from the outbox."""
         if not cmds:
             return
-        if FaultPoint.MID_DELIVERY in self.faults and len(cmds) > 1:
+        mid = FaultPoint.MID_DELIVERY
+        if len(cmds) > 1 and (mid in self.faults or os.environ.get(KILL_AT_ENV) == mid.value):
             half = cmds[: len(cmds) // 2]
             self._produce_and_confirm(half)
-            raise SimulatedCrash(FaultPoint.MID_DELIVERY.value)
+            self._fault(mid)
         self._produce_and_confirm(cmds)
 
     def _produce_and_confirm(self, cmds: list[DeviceCommand]) -> None:

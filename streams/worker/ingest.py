@@ -19,6 +19,7 @@ counted twice and nothing is lost; consumers of ``partials`` read committed only
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -54,6 +55,14 @@ INPUT_TOPICS = ("telemetry", "acks", "device-commands")
 # Backpressure: a topic partition running this far ahead of its siblings is paused.
 _PAUSE_AT, _RESUME_AT = 50_000, 10_000
 SNAPSHOT_BUDGET = 0.2  # share of the ingest thread's time that snapshots may take
+_OFFSETS_HEADER = "fleetgate-offsets"  # on a snapshot: {input topic: next offset} it has folded
+
+
+def _offsets_header(headers: list[tuple[str, bytes]] | None) -> dict[str, int] | None:
+    for key, value in headers or ():
+        if key == _OFFSETS_HEADER:
+            return {str(t): int(o) for t, o in json.loads(value).items()}
+    return None
 
 
 class IngestLoop:
@@ -108,6 +117,7 @@ class IngestLoop:
         # Snapshots cost time in proportion to the devices held; commits are spaced so that
         # snapshotting takes at most SNAPSHOT_BUDGET of the time (see docs/architecture.md).
         self._commit_gap_s = commit_interval_s
+        self._log_start: dict[tuple[str, int], int] = {}  # first offset of each input topic partition
 
     # ------------------------------------------------------------------ clients
     def _open(self) -> None:
@@ -173,18 +183,24 @@ class IngestLoop:
         new = sorted({tp.partition for tp in partitions} - set(self.engines))
         if not self._broken:
             self._commit()  # restoring takes a while: do not let the open transaction time out meanwhile
-        self.engines.update(self._restore(new))
-        for p in new:
-            self.mergers[p] = PartitionMerger(tuple(self.topics))
-            self.known_devices[p] = set(self.engines[p].partial.devices)
-            for plan in self.plans.values():
-                self.engines[p].partial.observe_plan(plan)
         # Where each topic partition resumes: the offsets committed with the snapshot.
-        for tp in consumer.committed(partitions, timeout=30):
-            offset = tp.offset
-            if offset < 0:
-                offset = consumer.get_watermark_offsets(tp, timeout=30)[0]
-            self.mergers[tp.partition].start_at(tp.topic, offset)
+        committed: dict[tuple[str, int], int] = {}
+        for tp in consumer.committed([tp for tp in partitions if tp.partition in new], timeout=30):
+            low = consumer.get_watermark_offsets(tp, timeout=30)[0]
+            self._log_start[(tp.topic, tp.partition)] = low
+            committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else low
+        restored = self._restore(new, committed)
+        for p in new:
+            engine, offsets = restored[p]
+            self.engines[p] = engine
+            self.mergers[p] = PartitionMerger(tuple(self.topics))
+            self.known_devices[p] = set(engine.partial.devices)
+            for plan in self.plans.values():
+                engine.partial.observe_plan(plan)
+            for topic in self.topics:
+                # The snapshot names the offsets it was taken at (same transaction as the offset
+                # commit); resuming there keeps state and input in step even if the two disagree.
+                self.mergers[p].start_at(topic, (offsets or {}).get(topic, committed[(topic, p)]))
         log_event(log, "partitions assigned", partitions=sorted({tp.partition for tp in partitions}))
         self.ready.set()
 
@@ -201,8 +217,59 @@ class IngestLoop:
                 self.unenriched.pop(p, None)
         log_event(log, "partitions revoked", partitions=sorted({tp.partition for tp in partitions}))
 
-    def _restore(self, partitions: list[int]) -> dict[int, PartitionEngine]:
-        """Latest committed snapshot of each partition from the compacted state topic, if any.
+    def _restore(
+        self, partitions: list[int], committed: dict[tuple[str, int], int], timeout_s: float = 60.0
+    ) -> dict[int, tuple[PartitionEngine, dict[str, int] | None]]:
+        """The latest committed snapshot of each partition, with the input offsets it was taken at.
+
+        A snapshot and the input offsets are committed in one transaction, but the broker makes
+        them readable separately: `commit_transaction` returns once the coordinator has decided,
+        and the commit markers reach the state partition asynchronously, while the offset fetch
+        (KIP-447, read_committed) already returns the new offsets.  A new owner reading the state
+        topic right after a rebalance could therefore see the previous snapshot (or none) next
+        to the newer offsets, and would skip the events in between (issue 5).  So we read until
+        the snapshot is at least as far as the committed offsets.
+        """
+        deadline = time.monotonic() + timeout_s
+        found = self._read_snapshots(partitions)
+        rereads = 0
+        while stale := [p for p in partitions if self._behind(p, found.get(p), committed)]:
+            if time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"the state topic {self.state_topic} holds no snapshot matching the committed "
+                    f"offsets of partitions {stale} after {timeout_s:.0f} s; refusing to resume "
+                    "(events would be skipped)"
+                )
+            time.sleep(0.1)
+            rereads += 1
+            found.update(self._read_snapshots(stale))
+        if rereads:
+            log_event(log, "waited for the committed snapshots to become readable", rereads=rereads)
+        out: dict[int, tuple[PartitionEngine, dict[str, int] | None]] = {}
+        for p in partitions:
+            value, offsets = found.get(p, (None, None))
+            engine, restored = self._engine_from(p, value)
+            # A discarded snapshot (another policy) says nothing about where to resume.
+            out[p] = (engine, offsets if restored else None)
+        return out
+
+    def _behind(
+        self,
+        partition: int,
+        snapshot: tuple[bytes, dict[str, int] | None] | None,
+        committed: dict[tuple[str, int], int],
+    ) -> bool:
+        """Whether the committed offsets are ahead of what the snapshot we read has folded."""
+        if snapshot is None:
+            # No snapshot readable: right only if nothing was folded yet (offsets at the log start).
+            return any(committed[(t, partition)] > self._log_start[(t, partition)] for t in self.topics)
+        taken = snapshot[1]
+        if taken is None:
+            return False  # written before snapshots recorded their offsets: cannot tell
+        return any(committed[(t, partition)] > taken.get(t, committed[(t, partition)]) for t in self.topics)
+
+    def _read_snapshots(self, partitions: list[int]) -> dict[int, tuple[bytes, dict[str, int] | None]]:
+        """Latest readable snapshot per partition (read_committed) and the offsets in its header.
 
         One reader for all partitions: it starts a little before each partition's end (the
         latest snapshot sits there, followed by transaction markers) and reads to the last
@@ -217,7 +284,7 @@ class IngestLoop:
                 "enable.partition.eof": True,  # EOF at the last stable offset: no waiting on timeouts
             }
         )
-        latest: dict[int, bytes] = {}
+        latest: dict[int, tuple[bytes, dict[str, int] | None]] = {}
         try:
             bounds = {
                 p: reader.get_watermark_offsets(TopicPartition(self.state_topic, p), timeout=30)
@@ -235,7 +302,7 @@ class IngestLoop:
                         if m.error() is not None and m.error().code() == KafkaError._PARTITION_EOF:
                             open_.discard(m.partition())
                         elif m.error() is None and m.value():
-                            latest[m.partition()] = m.value()
+                            latest[m.partition()] = (m.value(), _offsets_header(m.headers()))
                 start = {
                     p: max(bounds[p][0], off - 1024)
                     for p, off in start.items()
@@ -243,11 +310,12 @@ class IngestLoop:
                 }
         finally:
             reader.close()
-        return {p: self._engine_from(p, latest.get(p)) for p in partitions}
+        return latest
 
-    def _engine_from(self, partition: int, snapshot: bytes | None) -> PartitionEngine:
+    def _engine_from(self, partition: int, snapshot: bytes | None) -> tuple[PartitionEngine, bool]:
+        """The engine of a snapshot (True) or a new one (False)."""
         if snapshot is None:
-            return PartitionEngine(self.policy, partition)
+            return PartitionEngine(self.policy, partition), False
         try:
             engine = PartitionEngine.restore(self.policy, snapshot)
         except SnapshotError as exc:
@@ -255,9 +323,9 @@ class IngestLoop:
             log_event(
                 log, "discarding partition snapshot", logging.WARNING, partition=partition, error=str(exc)
             )
-            return PartitionEngine(self.policy, partition)
+            return PartitionEngine(self.policy, partition), False
         log_event(log, "partition restored", partition=partition, devices=len(engine.partial.devices))
-        return engine
+        return engine, True
 
     # --------------------------------------------------------------------- loop
     def run(self, stop: threading.Event, max_restarts: int = 5) -> None:
@@ -350,7 +418,9 @@ class IngestLoop:
         assert consumer is not None
 
         def high(topic: str) -> int:
-            return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)[1] or -1)
+            # -1 until a fetch response has told us (librdkafka reports -1001 then); 0 is a real end.
+            marks = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            return int(marks[1]) if marks is not None and marks[1] >= 0 else -1
 
         return high
 
@@ -386,6 +456,8 @@ class IngestLoop:
             if released:
                 folded += self._fold(partition, released)
         self._resume_drained()
+        self.metrics.buffered.set(sum(m.buffered(t) for m in self.mergers.values() for t in self.topics))
+        self.metrics.paused.set(len(self.paused))
         return folded
 
     def _fold(self, partition: int, released: list[Any]) -> int:
@@ -453,6 +525,12 @@ class IngestLoop:
     # ------------------------------------------------------------------ output
     def _send_partial(self, partial: WindowPartial) -> None:
         self.metrics.partials.inc()
+        late = sum(a.late_events for a in partial.aggregates.values())
+        skewed = sum(a.clock_skew for a in partial.aggregates.values())
+        if late:
+            self.metrics.late_events.labels(partial.rollout_id).inc(late)
+        if skewed:
+            self.metrics.clock_skew.labels(partial.rollout_id).inc(skewed)
         self._send(
             Envelope(
                 EnvelopeKind.PARTIAL,
@@ -508,7 +586,15 @@ class IngestLoop:
         for p in sorted(self.dirty):
             engine = self.engines.get(p)
             if engine is not None:
-                producer.produce(self.state_topic, key=str(p).encode(), value=engine.snapshot(), partition=p)
+                # The input offsets this snapshot has folded, checked when it is restored.
+                taken = json.dumps(self.mergers[p].processed(), sort_keys=True).encode()
+                producer.produce(
+                    self.state_topic,
+                    key=str(p).encode(),
+                    value=engine.snapshot(),
+                    partition=p,
+                    headers=[(_OFFSETS_HEADER, taken)],
+                )
         self.dirty.clear()
         self._commit_gap_s = max(self.commit_interval_s, (time.perf_counter() - started) / SNAPSHOT_BUDGET)
         # Only what was folded is committed: buffered records are read again after a crash.

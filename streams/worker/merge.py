@@ -62,10 +62,16 @@ class PartitionMerger:
         """Release items in (timestamp, topic rank) order for as long as the order is certain.
 
         `high(topic)` is the broker's end offset for the topic's partition (-1 when unknown).
+        An unknown end counts as unread records: right after an assignment the consumer has
+        no fetch response yet for some topics, and releasing the others then would fold, say,
+        acks before the commands and telemetry that precede them (issue 5).
         """
         out: list[Any] = []
         lanes = [(rank, t, self.lanes[t]) for rank, t in enumerate(self.topics)]
-        waiting = {t: lane.fetched_next < 0 or lane.fetched_next < high(t) for _, t, lane in lanes}
+        waiting = {}
+        for _, t, lane in lanes:
+            end = high(t)
+            waiting[t] = lane.fetched_next < 0 or end < 0 or lane.fetched_next < end
         while True:
             best: _Lane | None = None
             best_key: tuple[int, int] = (0, 0)

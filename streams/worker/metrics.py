@@ -35,6 +35,27 @@ class WorkerMetrics:
         )
         self.decisions = Counter("fleetgate_decisions_total", "Decisions published", ["action"], registry=r)
         self.partials = Counter("fleetgate_partials_total", "Partial aggregates sent", registry=r)
+        self.late_events = Counter(
+            "fleetgate_late_events_total",
+            "Events for a window that had already closed: merged as late data, never dropped",
+            ["rollout"],
+            registry=r,
+        )
+        self.clock_skew = Counter(
+            "fleetgate_clock_skew_events_total",
+            "Events whose device time was further than the policy's clock_skew from the broker time "
+            "(counted at the broker time)",
+            ["rollout"],
+            registry=r,
+        )
+        self.buffered = Gauge(
+            "fleetgate_ingest_buffered_records",
+            "Records decoded and waiting in the timestamp merge (bounded by pausing)",
+            registry=r,
+        )
+        self.paused = Gauge(
+            "fleetgate_ingest_paused_partitions", "Input topic partitions paused for backpressure", registry=r
+        )
         self.duplicates = Counter(
             "fleetgate_partials_duplicate_total", "Re-sent partials recognised and skipped", registry=r
         )

@@ -30,6 +30,7 @@ from streams.codecs import Encoder, Framing
 from streams.config import Settings
 
 ROLLOUT = "r-pipeline"
+POISON = b"\xc3\x01garbage"  # an Avro single-object marker followed by bytes that are no schema fingerprint
 OLD, NEW = "1.0.0", "2.0.0"
 
 POLICY_YAML = """\
@@ -170,7 +171,14 @@ def events(
 def produce(settings: Settings, items: list[tuple[str, object, int]], *, poison_every: int = 0) -> int:
     """Produce with device-id keys (murmur2, like Java clients); formats rotate JSON / v1 / v2."""
     enc = Encoder()
-    producer = Producer(settings.kafka_client_config() | {"partitioner": "murmur2_random", "linger.ms": 5})
+    producer = Producer(
+        settings.kafka_client_config()
+        | {
+            "partitioner": "murmur2_random",
+            "linger.ms": 5,
+            "enable.idempotence": True,
+        }  # no duplicates on retry
+    )
     poison = 0
     for n, (topic, rec, ts) in enumerate(items):
         # The payload generation is a function of the record, so any chunking gives the same input.
@@ -189,7 +197,8 @@ def produce(settings: Settings, items: list[tuple[str, object, int]], *, poison_
             settings.topic(topic), key=rec.device_id.encode(), value=value, headers=headers, timestamp=ts
         )  # type: ignore[attr-defined]
         if poison_every and n % poison_every == 0:
-            producer.produce(settings.topic(topic), key=b"poison", value=b"\xc3\x01garbage", timestamp=ts)
+            # Keyed like the device's own records, so poison lands in every partition.
+            producer.produce(settings.topic(topic), key=rec.device_id.encode(), value=POISON, timestamp=ts)  # type: ignore[attr-defined]
             poison += 1
         if n % 10_000 == 0:
             producer.poll(0)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import Consumer
@@ -14,6 +17,12 @@ from confluent_kafka import Consumer
 from gates.events import Decision
 from streams.codecs import Decoder
 from streams.config import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class WorkerProcess:
@@ -148,3 +157,119 @@ def outcome(settings: Settings, window_start_ms: int) -> tuple[set[tuple[str, st
             }
     assert health, f"no cohort health for the window starting at {window_start_ms}"
     return {(d.decision_id, d.action.value) for d in decisions(ds)}, health
+
+
+# ----------------------------------------------------------------------------- scenarios
+# The standard scenario of the recovery and fault tests: 240 devices over 60 s of event time,
+# the cam-c1 half of stage 0 fails its update (ROLLBACK), produced with our own codecs.
+SECONDS = 60
+LATENESS_MS = 2_000  # the allowed lateness of fleet.POLICY_YAML
+WINDOW_MS = 5_000
+
+
+@dataclass(frozen=True)
+class Scenario:
+    policy: Path
+    t0: int
+    items: list
+
+    @classmethod
+    def standard(cls, workdir: Path, devices: int = 240, seconds: int = SECONDS) -> Scenario:
+        from tests.pipeline import fleet
+
+        policy = workdir / "policy.yaml"
+        policy.write_text(fleet.POLICY_YAML)
+        t0 = int(time.time() * 1000) - 2 * seconds * 1000
+        return cls(
+            policy, t0, fleet.events(fleet.Fleet.make(devices), t0, bad_model="cam-c1", seconds=seconds)
+        )
+
+    @property
+    def final_watermark(self) -> int:
+        return final_watermark(self.items)
+
+    @property
+    def final_window(self) -> int:
+        return final_window(self.items)
+
+
+def final_watermark(items: list) -> int:
+    last = max(ts for _, _, ts in items)
+    return last - LATENESS_MS - WINDOW_MS  # the last full window has closed
+
+
+def final_window(items: list) -> int:
+    """Start of the last window the final watermark closes: every run has evaluated it."""
+    return (final_watermark(items) // WINDOW_MS - 1) * WINDOW_MS
+
+
+def scenario_env(base: dict[str, str], tag: str, policy: Path, devices: int = 240) -> dict[str, str]:
+    """Environment of one run: own topics (created), Redis namespace (inventory written), group."""
+    import redis
+
+    from streams.config import load_settings
+    from streams.inventory import _write as write_inventory
+    from streams.topics import create_topics
+    from tests.pipeline import fleet
+
+    env = base | {
+        "FLEETGATE_TOPIC_PREFIX": f"test.{tag}.",
+        "FLEETGATE_REDIS_NAMESPACE": f"test-{tag}",
+        "FLEETGATE_GROUP_ID": f"fg-{tag}",
+        "FLEETGATE_POLICY": str(policy),
+    }
+    settings = load_settings(env)
+    create_topics(settings)
+    write_inventory(
+        redis.Redis.from_url(settings.redis_url.value),
+        settings.redis_namespace,
+        list(fleet.Fleet.make(devices).devices),
+    )
+    return env
+
+
+def stream(settings: Settings, items: list, chunks: int = 12, pause_s: float = 0.4) -> threading.Thread:
+    """Produce the input in event-time order over a few seconds, so faults land mid-stream."""
+    from tests.pipeline import fleet
+
+    def run() -> None:
+        size = -(-len(items) // chunks)
+        for i in range(0, len(items), size):
+            fleet.produce(settings, items[i : i + size])
+            time.sleep(pause_s)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def diff(a: dict, b: dict) -> list:
+    """(cohort, metric, a's value, b's value) wherever two cohort-health maps differ."""
+    keys = set(a) | set(b)
+    return [
+        (k, m, a.get(k, {}).get(m), b.get(k, {}).get(m))
+        for k in keys
+        for m in set(a.get(k, {})) | set(b.get(k, {}))
+        if a.get(k, {}).get(m) != b.get(k, {}).get(m)
+    ]
+
+
+Outcome = tuple[set[tuple[str, str]], dict[tuple, dict]]
+
+
+def reference_outcome(base: dict[str, str], tag: str, sc: Scenario, log: Path) -> Outcome:
+    """One uninterrupted worker over the whole input, produced before it starts."""
+    from streams.config import load_settings
+    from tests.pipeline import fleet
+
+    env = scenario_env(base, tag, sc.policy)
+    settings = load_settings(env)
+    fleet.publish_plan(settings, fleet.plan(sc.t0))
+    fleet.produce(settings, sc.items)
+    worker = WorkerProcess(env, log)
+    try:
+        wait_for_watermark(settings, fleet.ROLLOUT, sc.final_watermark, (worker,))
+        time.sleep(1.0)
+        return outcome(settings, sc.final_window)
+    finally:
+        worker.stop()

@@ -53,3 +53,21 @@ def test_waits_for_a_topic_with_unread_records() -> None:
     merger.add("acks", [Buffered(5, 0, "a5")], 1)
     assert merger.release(ends.__getitem__) == ["a5", "t10"]
     assert merger.caught_up(ends.__getitem__)
+
+
+def test_an_unknown_end_holds_the_others_back() -> None:
+    """Issue 5: before the first fetch response of a topic its end is unknown (-1): wait for it.
+
+    Releasing the other topics then folded a device's acks before the command and telemetry
+    that precede them, so a rebalanced or restarted worker counted differently.
+    """
+    merger = PartitionMerger(TOPICS)
+    for t in TOPICS:
+        merger.start_at(t, 0)
+    merger.add("acks", [Buffered(17, 0, "a17")], 1)
+    ends = {"telemetry": -1, "acks": 1, "device-commands": 0}
+    assert merger.release(ends.__getitem__) == []
+    assert not merger.caught_up(ends.__getitem__)
+    merger.add("telemetry", [Buffered(3, 0, "t3")], 1)
+    ends["telemetry"] = 1
+    assert merger.release(ends.__getitem__) == ["t3", "a17"]
