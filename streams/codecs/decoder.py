@@ -74,6 +74,7 @@ class Decoder:
         self._by_fp: dict[bytes, Any] = {}
         self._by_entry: dict[int, Any] = {}
         self._by_header: dict[tuple[str | None, str | None, str | None], Any] = {}
+        self._by_raw_header: dict[tuple[Any, ...], Any] = {}
 
     @classmethod
     def telemetry(cls, **kw: Any) -> Decoder:
@@ -132,7 +133,26 @@ class Decoder:
         return plan
 
     def _header_info(self, headers: Any) -> Any:
-        """(forced framing, plan-or-error-or-None) from fg-format / fg-schema / fg-schema-version."""
+        """(forced framing, plan-or-error-or-None) from fg-format / fg-schema / fg-schema-version.
+
+        Cached on the raw headers when they are a list/tuple of hashable pairs (a pure
+        function of them): most producers send the same few header sets over and over.
+        """
+        raw: Any = None
+        if headers.__class__ is list or headers.__class__ is tuple:
+            try:
+                raw = tuple(headers)
+                hit = self._by_raw_header.get(raw)
+            except TypeError:  # unhashable values (e.g. bytearray): no raw cache
+                raw = hit = None
+            if hit is not None:
+                return hit
+        hit = self._header_info_uncached(headers)
+        if raw is not None and len(self._by_raw_header) < 1024:
+            self._by_raw_header[raw] = hit
+        return hit
+
+    def _header_info_uncached(self, headers: Any) -> Any:
         name = header_text(headers, H_SCHEMA)
         ver = header_text(headers, H_SCHEMA_VERSION)
         fmt = header_text(headers, H_FORMAT)
@@ -315,10 +335,23 @@ class Decoder:
         obj: Any = None
         try:
             obj = loads_object(value)
+            fast = self.kind.json_builders.get(entry.full_name)
+            if fast is not None:
+                rec = fast(obj, ingest)
+                if rec is not None and (not self._check_time or self._time_ok(rec.event_time_ms, ingest)):
+                    return rec
+                # declined or out of range: the generic path gives the record or the exact error
             d = from_plain_json(obj, entry.parsed, entry.parsed.get("__named_schemas", {}))
         except JsonShapeError as exc:
             return (exc.reason, exc.detail, "json", ref, _firmware(obj))
         return self._finish(d, mapper, SourceFormat.JSON_LEGACY, ingest, "json", ref)
+
+    def _time_ok(self, et: int, ingest: int) -> bool:
+        return not (
+            et < self._min_et
+            or et > self._max_et
+            or (ingest >= 0 and (et - ingest > self._future or ingest - et > self._past))
+        )
 
     def _finish(
         self, d: dict[str, Any], mapper: Mapper, sf: SourceFormat, ingest: int, fmt: str, ref: str
@@ -359,22 +392,55 @@ class Decoder:
         ok = records.append
         bad = errors.append
         decode = self._decode
+        by_id, by_fp, max_bytes = self._by_id, self._by_fp, self._max
+        check, min_et, max_et = self._check_time, self._min_et, self._max_et
+        future, past = self._future, self._past
+        last_headers: Any = None  # header info of the same headers object as the last message
+        last_forced: Any = None
         for m in messages:
             if m.__class__ is tuple:
-                r = decode(m[0], m[1], m[2])
-                if r.__class__ is tuple:
-                    bad(self.decode(*m))  # rare path: rebuild with the full context
-                else:
-                    ok(r)
-                continue
-            err = m.error()
-            if err is not None:
-                if err.code() != _PARTITION_EOF:
-                    bad(_consumer_error(m, err))
-                continue
-            value, headers, ts = m.value(), m.headers(), m.timestamp()[1]
+                value, headers, ts = m[0], m[1], m[2]
+            else:
+                err = m.error()
+                if err is not None:
+                    if err.code() != _PARTITION_EOF:
+                        bad(_consumer_error(m, err))
+                    continue
+                value, headers, ts = m.value(), m.headers(), m.timestamp()[1]
+            # hot path: framed Avro of a schema with a generated reader (same result as _decode)
+            if value.__class__ is bytes and 10 <= len(value) <= max_bytes:
+                forced = None
+                if headers:
+                    if headers is not last_headers:
+                        last_forced = self._header_info(headers)[0]
+                        last_headers = headers
+                    forced = last_forced
+                b0 = value[0]
+                plan: Any = None
+                if b0 == 0xC3:
+                    if value[1] == 1 and (forced is None or forced == "single-object"):
+                        plan = by_fp.get(value[2:10])
+                        start = 10
+                elif b0 == 0 and (forced is None or forced == "confluent"):
+                    plan = by_id.get(int.from_bytes(value[1:5], "big"))
+                    start = 5
+                if plan is not None and plan.__class__ is not tuple and plan.fast is not None:
+                    rec = plan.fast(value, start, ts)
+                    if rec is not None:
+                        if not check:
+                            ok(rec)
+                            continue
+                        et = rec.event_time_ms
+                        if not (
+                            et < min_et or et > max_et or (ts >= 0 and (et - ts > future or ts - et > past))
+                        ):
+                            ok(rec)
+                            continue
             r = decode(value, headers, ts)
             if r.__class__ is tuple:
+                if m.__class__ is tuple:
+                    bad(self.decode(*m))  # rare path: rebuild with the full context
+                    continue
                 reason, detail, fmt, ref, firmware = r
                 bad(DecodeError(
                     reason, detail, value, normalize_headers(headers), m.topic(), m.partition(), m.offset(),

@@ -35,6 +35,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def loads_object(value: bytes) -> dict[str, Any]:
     """Strict UTF-8 JSON object; raises JsonShapeError with a reason code otherwise."""
     try:
@@ -42,7 +45,9 @@ def loads_object(value: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise JsonShapeError(ErrorReason.INVALID_UTF8, str(exc)) from None
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        if text.startswith("\ufeff"):  # what json.loads does before decoding
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        obj = _DECODER.decode(text)  # = json.loads(text, parse_constant=...) without a decoder per call
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise JsonShapeError(ErrorReason.INVALID_JSON, str(exc)[:200]) from None
     if not isinstance(obj, dict):

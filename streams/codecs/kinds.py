@@ -72,6 +72,9 @@ class StreamKind:
     # Avro full name -> builder taking the latest schema's fields positionally (after
     # ingest time and source format); enables the generated readers of streams/codecs/fastread.py
     builders: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    # JSON shape full name -> (parsed JSON object, ingest ms) -> record or None (then the
+    # generic from_plain_json + mapper path runs); a fast path for legacy JSON telemetry
+    json_builders: Mapping[str, Callable[[dict[str, Any], int], Any]] = field(default_factory=dict)
 
 
 _DEVICE_MAPPERS: dict[str, Mapper] = {
@@ -82,6 +85,7 @@ _DEVICE_MAPPERS: dict[str, Mapper] = {
 
 _SELF_DEFAULTS = {TELEMETRY_NAME: mapping.TELEMETRY_SELF_DEFAULTS, ACK_NAME: mapping.ACK_SELF_DEFAULTS}
 _BUILDERS = {TELEMETRY_NAME: mapping.telemetry_from_fields, ACK_NAME: mapping.ack_from_fields}
+_JSON_BUILDERS = {LEGACY_TELEMETRY_NAME: mapping.telemetry_from_legacy_obj}
 
 TELEMETRY = StreamKind(
     "telemetry",
@@ -90,6 +94,7 @@ TELEMETRY = StreamKind(
     True,
     _SELF_DEFAULTS,
     builders={TELEMETRY_NAME: mapping.telemetry_from_fields},
+    json_builders=_JSON_BUILDERS,
 )
 ACK = StreamKind(
     "ack",
@@ -100,7 +105,13 @@ ACK = StreamKind(
     builders={ACK_NAME: mapping.ack_from_fields},
 )
 DEVICE = StreamKind(
-    "device", _DEVICE_MAPPERS, LEGACY_TELEMETRY_NAME, True, _SELF_DEFAULTS, builders=_BUILDERS
+    "device",
+    _DEVICE_MAPPERS,
+    LEGACY_TELEMETRY_NAME,
+    True,
+    _SELF_DEFAULTS,
+    builders=_BUILDERS,
+    json_builders=_JSON_BUILDERS,
 )
 OUTPUT = StreamKind(
     "output",

@@ -39,6 +39,7 @@ __all__ = [
     "telemetry_from_avro",
     "telemetry_from_fields",
     "telemetry_from_legacy_json",
+    "telemetry_from_legacy_obj",
     "telemetry_to_avro",
     "telemetry_to_legacy_json",
 ]
@@ -222,6 +223,75 @@ def telemetry_from_fields(
     s11(o, command_latency_ms)
     s12(o, metrics)
     return o
+
+
+def telemetry_from_legacy_obj(obj: dict[str, Any], ingest_time_ms: int) -> Telemetry | None:
+    """Legacy JSON telemetry straight from the parsed JSON object (the decoder's fast path).
+
+    Returns the record that ``from_plain_json`` + :func:`telemetry_from_legacy_json` give, or
+    None for anything they would reject or convert in another way (the decoder then takes
+    that path and produces the exact dead letter).
+    """
+    g = obj.get
+    device_id = g("id")
+    t = g("t")
+    fw = g("fw")
+    errors = g("err", 0)
+    reconnects = g("rc", 0)
+    rebooted = g("boot", False)
+    if (
+        device_id.__class__ is not str
+        or not device_id
+        or t.__class__ is not int
+        or fw.__class__ is not str
+        or errors.__class__ is not int
+        or reconnects.__class__ is not int
+        or rebooted.__class__ is not bool
+        or not _LONG_MIN <= t <= _LONG_MAX
+        or not 0 <= errors <= _INT_MAX
+        or not 0 <= reconnects <= _INT_MAX
+    ):
+        return None
+    metrics: dict[str, float] = {}
+    for key, name in _LEGACY_METRICS:
+        v = g(key)
+        if v is None:
+            continue
+        c = v.__class__
+        if c is int:
+            if not -_FLOAT_INT <= v <= _FLOAT_INT:
+                return None
+            v = float(v)
+        elif c is not float:
+            return None
+        if v - v != 0.0:
+            return None
+        metrics[name] = v
+    if not FAST_TELEMETRY:  # pragma: no cover - only after gates.events.Telemetry changes
+        return Telemetry(
+            device_id, t * 1000, ingest_time_ms, fw, SourceFormat.JSON_LEGACY, None, None, None, reconnects,
+            errors, rebooted, None, metrics,
+        )  # fmt: skip
+    o = _new(Telemetry)
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12 = _T_SET
+    s0(o, device_id)
+    s1(o, t * 1000)
+    s2(o, ingest_time_ms)
+    s3(o, fw)
+    s4(o, SourceFormat.JSON_LEGACY)
+    s5(o, None)
+    s6(o, None)
+    s7(o, None)
+    s8(o, reconnects)
+    s9(o, errors)
+    s10(o, rebooted)
+    s11(o, None)
+    s12(o, metrics)
+    return o
+
+
+_LONG_MIN, _LONG_MAX, _INT_MAX = -(1 << 63), (1 << 63) - 1, (1 << 31) - 1
+_FLOAT_INT = 1 << 1000  # ints well inside the float range convert without OverflowError
 
 
 def ack_from_fields(

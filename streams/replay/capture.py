@@ -8,6 +8,7 @@ offset, key)`` -- both are what :meth:`streams.codecs.Decoder.decode_batch` acce
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,8 @@ class Capture:
 
     prefix: str
     trange: TimeRange
-    inputs: dict[tuple[str, int], list[Any]] = field(default_factory=dict)  # (short topic, partition)
+    # (short topic, partition) -> messages in offset order (a list, or export.ChunkRows)
+    inputs: dict[tuple[str, int], Sequence[Any]] = field(default_factory=dict)
     plans: list[Any] = field(default_factory=list)  # `rollouts`, every record up to the range end
     control: list[Any] = field(default_factory=list)  # `rollout-control` from the range start on
     inventory: dict[str, DeviceAttributes] | None = None  # a snapshot (file); None: ask Redis

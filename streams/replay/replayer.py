@@ -36,6 +36,7 @@ from gates.events import (
 from gates.policy import GatePolicy
 from streams.codecs import DecodeError, Decoder
 from streams.replay.capture import INPUT_TOPICS, Capture
+from streams.replay.parallel import MIN_PARALLEL_RECORDS, Parallel, default_workers, replay_parallel
 
 __all__ = ["DeadLetterCount", "Timeline", "replay"]
 
@@ -99,8 +100,15 @@ def replay(
     rollout: str | None = None,
     lookup: Lookup | None = None,
     collect_health: bool = True,
+    workers: int | None = None,
 ) -> Timeline:
-    """Replay `capture` under `policy`; `lookup` answers inventory when the capture has no snapshot."""
+    """Replay `capture` under `policy`; `lookup` answers inventory when the capture has no snapshot.
+
+    ``workers`` > 1 (default: the usable cores, ``FLEETGATE_REPLAY_WORKERS``) decodes and folds
+    the partitions in that many processes (``streams/replay/parallel.py``), with exactly the
+    sequential result; small captures, and the rare cases the parallel path cannot reproduce
+    exactly, run sequentially.
+    """
     tl = Timeline(policy)
     decoders = _decoders()
     events: list[Any] = []
@@ -119,6 +127,27 @@ def replay(
         tl.plans.append((ts, p))
         events.append(p)
         keys.append(ts if ts >= capture.trange.start_ms else _NEG)
+    if workers is None:
+        workers = default_workers()
+    if workers > 1 and capture.input_count >= MIN_PARALLEL_RECORDS:
+        plan_entries = [(k, p, ts) for k, (ts, p) in zip(keys, tl.plans, strict=True)]
+        par = replay_parallel(
+            capture, policy, plan_entries, lookup=lookup, collect_health=collect_health, workers=workers
+        )
+        if isinstance(par, Parallel):
+            tl.notes.extend(par.notes)
+            tl.dead_letters = _dead_letters(par.errors, capture.prefix, window)
+            tl.devices = len(par.device_ids)
+            tl.attributes = par.attributes
+            tl.decisions = par.decisions
+            tl.health = par.health
+            tl.events = par.events
+            tl.watermark_ms = par.watermark_ms
+            tl.max_event_ms = par.max_event_ms
+            if rollout is not None:
+                tl.decisions = [d for d in tl.decisions if d.rollout_id == rollout]
+                tl.health = {k: v for k, v in tl.health.items() if k[0] == rollout}
+            return tl
     # inputs, partition by partition, in offset order; decode errors become counts as in the live ingest
     errors: list[DecodeError] = []
     for short in INPUT_TOPICS:
@@ -130,16 +159,11 @@ def replay(
             _progress(records, policy.clock_skew_ms, keys)
             events.extend(records)
     errors.sort(key=lambda e: e.timestamp_ms)
-    dl: dict[tuple[str, str, int], int] = {}
-    prefix = capture.prefix
     for e in errors:
         t = e.timestamp_ms if e.timestamp_ms >= 0 else 0
-        start = t - t % window
-        events.append(DecodeErrorCount(e.firmware_version or "unknown", start, e.reason.value, 1))
+        events.append(DecodeErrorCount(e.firmware_version or "unknown", t - t % window, e.reason.value, 1))
         keys.append(e.timestamp_ms)
-        topic = e.topic[len(prefix) :] if e.topic.startswith(prefix) else e.topic
-        dl[(topic, e.reason.value, start)] = dl.get((topic, e.reason.value, start), 0) + 1
-    tl.dead_letters = [DeadLetterCount(t, r, w, n) for (t, r, w), n in sorted(dl.items())]
+    tl.dead_letters = _dead_letters(errors, capture.prefix, window)
     order = sorted(range(len(events)), key=keys.__getitem__)
 
     # inventory for every device seen
@@ -159,6 +183,16 @@ def replay(
         tl.decisions = [d for d in tl.decisions if d.rollout_id == rollout]
         tl.health = {k: v for k, v in tl.health.items() if k[0] == rollout}
     return tl
+
+
+def _dead_letters(errors: list[DecodeError], prefix: str, window: int) -> list[DeadLetterCount]:
+    dl: dict[tuple[str, str, int], int] = {}
+    for e in errors:
+        t = e.timestamp_ms if e.timestamp_ms >= 0 else 0
+        start = t - t % window
+        topic = e.topic[len(prefix) :] if e.topic.startswith(prefix) else e.topic
+        dl[(topic, e.reason.value, start)] = dl.get((topic, e.reason.value, start), 0) + 1
+    return [DeadLetterCount(t, r, w, n) for (t, r, w), n in sorted(dl.items())]
 
 
 def _ok_timestamps(msgs: list[Any], errs: list[DecodeError], ts: list[int]) -> Iterable[int]:
