@@ -24,6 +24,7 @@ Kafka message timestamp as ``ingest_time_ms``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from io import BytesIO
 from typing import Any
@@ -75,6 +76,7 @@ class Decoder:
         self._by_entry: dict[int, Any] = {}
         self._by_header: dict[tuple[str | None, str | None, str | None], Any] = {}
         self._by_raw_header: dict[tuple[Any, ...], Any] = {}
+        self._json_fast_by_hint: dict[Any, Any] = {}  # None, a SchemaEntry (hashed by identity) or an error
 
     @classmethod
     def telemetry(cls, **kw: Any) -> Decoder:
@@ -346,6 +348,31 @@ class Decoder:
             return (exc.reason, exc.detail, "json", ref, _firmware(obj))
         return self._finish(d, mapper, SourceFormat.JSON_LEGACY, ingest, "json", ref)
 
+    def _json_fast(self, hinted: Any) -> Any:
+        """The JSON fast builder _json would use for this header hint, or None (cached)."""
+        try:
+            return self._json_fast_by_hint[hinted]
+        except (KeyError, TypeError):
+            pass
+        fast = self._json_fast_uncached(hinted)
+        if len(self._json_fast_by_hint) < 1024:
+            with contextlib.suppress(TypeError):
+                self._json_fast_by_hint[hinted] = fast
+        return fast
+
+    def _json_fast_uncached(self, hinted: Any) -> Any:
+        if hinted is None:
+            name = self.kind.json_default
+            if name is None:
+                return None
+        elif hinted.__class__ is tuple:
+            return None
+        else:
+            name = (self.catalogue.find(hinted.full_name) or hinted).full_name
+        if name not in self.kind.mappers:
+            return None
+        return self.kind.json_builders.get(name)
+
     def _time_ok(self, et: int, ingest: int) -> bool:
         return not (
             et < self._min_et
@@ -397,6 +424,8 @@ class Decoder:
         future, past = self._future, self._past
         last_headers: Any = None  # header info of the same headers object as the last message
         last_forced: Any = None
+        last_json: Any = self._json_fast(None)
+        no_headers_json = last_json
         for m in messages:
             if m.__class__ is tuple:
                 value, headers, ts = m[0], m[1], m[2]
@@ -410,14 +439,34 @@ class Decoder:
             # hot path: framed Avro of a schema with a generated reader (same result as _decode)
             if value.__class__ is bytes and 10 <= len(value) <= max_bytes:
                 forced = None
+                json_fast = no_headers_json
                 if headers:
                     if headers is not last_headers:
-                        last_forced = self._header_info(headers)[0]
+                        last_forced, hinted = self._header_info(headers)
+                        last_json = self._json_fast(hinted)
                         last_headers = headers
                     forced = last_forced
+                    json_fast = last_json
                 b0 = value[0]
                 plan: Any = None
-                if b0 == 0xC3:
+                if b0 == 0x7B:
+                    if json_fast is not None and (forced is None or forced == "json"):
+                        try:
+                            obj = loads_object(value)
+                        except JsonShapeError:
+                            obj = None
+                        if obj is not None:
+                            rec = json_fast(obj, ts)
+                            if rec is not None:
+                                et = rec.event_time_ms
+                                if not check or not (
+                                    et < min_et
+                                    or et > max_et
+                                    or (ts >= 0 and (et - ts > future or ts - et > past))
+                                ):
+                                    ok(rec)
+                                    continue
+                elif b0 == 0xC3:
                     if value[1] == 1 and (forced is None or forced == "single-object"):
                         plan = by_fp.get(value[2:10])
                         start = 10

@@ -44,7 +44,7 @@ def _replay_inner(args: argparse.Namespace, settings: Settings) -> int:
     trange = _range(args)
     base = live_policy(settings)
     policy = other_policy(args.policy) if args.policy else base
-    cap = load_capture(settings, trange, args.file, control=args.compare)
+    cap = load_capture(settings, trange, args.file, control=args.compare, lazy=True)
     tl = run(settings, cap, policy, args.rollout, health=False)
     for note in tl.notes:
         print(f"note: {note}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -12,7 +13,7 @@ from streams.replay.capture import INPUT_TOPICS, Capture
 from streams.replay.errors import ReplayError
 from streams.replay.timerange import TimeRange
 
-__all__ = ["open_consumer", "read_capture", "read_range"]
+__all__ = ["KafkaRows", "consume_ranges", "fill", "fill_lazy", "open_consumer", "read_capture", "read_range"]
 
 _BATCH = 10_000
 _TIMEOUT_S = 30.0
@@ -67,22 +68,37 @@ def read_range(
     ``None`` bounds mean the beginning / the end as of now.  Assigns every partition at its
     first offset and consumes in batches until each partition reaches its end offset.
     """
-    wanted: dict[tuple[str, int], int] = {}
-    assign: list[TopicPartition] = []
+    ranges: dict[tuple[str, int], tuple[int, int]] = {}
     for topic, (start_ms, end_ms) in topics.items():
         for p, (lo, hi) in _bounds(consumer, topic, start_ms, end_ms).items():
             if hi > lo:
-                wanted[(topic, p)] = hi
-                assign.append(TopicPartition(topic, p, lo))
-    out: dict[tuple[str, int], list[Any]] = {k: [] for k in wanted}
+                ranges[(topic, p)] = (lo, hi)
+    return consume_ranges(consumer, ranges, batch)
+
+
+def consume_ranges(
+    consumer: Consumer, ranges: dict[tuple[str, int], tuple[int, int]], batch: int = _BATCH
+) -> dict[tuple[str, int], list[Any]]:
+    """Messages of each ``(topic, partition): (first offset, end offset)``, in offset order."""
+    wanted: dict[tuple[str, int], int] = {}
+    assign: list[TopicPartition] = []
+    for (topic, p), (lo, hi) in ranges.items():
+        if hi > lo:
+            wanted[(topic, p)] = hi
+            assign.append(TopicPartition(topic, p, lo))
+    out: dict[tuple[str, int], list[Any]] = {k: [] for k in ranges}
     if not assign:
         return out
     consumer.assign(assign)
     pending = dict(wanted)
+    nxt = {(tp.topic, tp.partition): tp.offset for tp in assign}  # next offset expected
     idle_since = time.monotonic()
     try:
         while pending:
-            msgs = consumer.consume(num_messages=batch, timeout=0.5)
+            # ask for no more than can still come: librdkafka returns a batch only when it is
+            # full or the timeout passes, so the last, partial batch would otherwise cost 0.5 s
+            expected = sum(end - nxt[k] for k, end in pending.items())
+            msgs = consumer.consume(num_messages=max(1, min(batch, expected)), timeout=0.5)
             if msgs:
                 idle_since = time.monotonic()
             done: list[tuple[str, int]] = []
@@ -101,6 +117,7 @@ def read_range(
                 off = m.offset()
                 if off < end:
                     out[key].append(m)
+                    nxt[key] = off + 1
                 if off >= end - 1:
                     done.append(key)
             if pending and not done and not msgs:
@@ -118,18 +135,89 @@ def read_range(
     return out
 
 
-def read_capture(settings: Settings, trange: TimeRange, *, with_control: bool = True) -> Capture:
-    """Inputs in the range, every plan up to its end, and control decisions from its start on."""
-    consumer = open_consumer(settings)
+class KafkaRows(Sequence[Any]):
+    """The messages of one input partition in an offset range, consumed on first use.
+
+    ``read_capture(..., lazy=True)`` only looks the offset ranges up; :func:`fill` then reads
+    many of them with one consumer -- in the process that decodes them (a parallel replay's
+    worker reads its own partitions, so consuming runs in parallel too).  Until filled, the
+    length is the size of the offset range (transaction markers included).
+    """
+
+    __slots__ = ("_rows", "hi", "lo", "partition", "settings", "topic")
+
+    def __init__(self, settings: Settings, topic: str, partition: int, lo: int, hi: int) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.partition = partition
+        self.lo = lo
+        self.hi = hi
+        self._rows: list[Any] | None = None
+
+    def rows(self) -> list[Any]:
+        if self._rows is None:
+            fill([self])
+        assert self._rows is not None
+        return self._rows
+
+    def __len__(self) -> int:
+        return self.hi - self.lo if self._rows is None else len(self._rows)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.rows())
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.rows()[i]
+
+
+def fill(rows: list[KafkaRows]) -> None:
+    """Consume every unfilled range in ``rows`` with one consumer (per settings)."""
+    todo = [r for r in rows if r._rows is None]
+    if not todo:
+        return
+    consumer = open_consumer(todo[0].settings)
     try:
-        topics: dict[str, tuple[int | None, int | None]] = {
-            settings.topic(t): (trange.start_ms, trange.end_ms) for t in INPUT_TOPICS
-        }
+        got = consume_ranges(consumer, {(r.topic, r.partition): (r.lo, r.hi) for r in todo})
+    except KafkaException as exc:
+        raise ReplayError(f"Kafka at {todo[0].settings.bootstrap_servers}: {exc}") from None
+    finally:
+        consumer.close()
+    for r in todo:
+        r._rows = got[(r.topic, r.partition)]
+
+
+def fill_lazy(seqs: Iterable[Any]) -> None:
+    """Read every lazily loaded message list among ``seqs`` (Kafka ranges with one consumer)."""
+    seqs = list(seqs)
+    fill([s for s in seqs if isinstance(s, KafkaRows)])
+    for s in seqs:
+        rows = getattr(s, "rows", None)
+        if rows is not None:
+            rows()
+
+
+def read_capture(
+    settings: Settings, trange: TimeRange, *, with_control: bool = True, lazy: bool = False
+) -> Capture:
+    """Inputs in the range, every plan up to its end, and control decisions from its start on.
+
+    ``lazy``: the input partitions become :class:`KafkaRows` (offset ranges read on first use).
+    """
+    consumer = open_consumer(settings)
+    inputs = {settings.topic(t): (trange.start_ms, trange.end_ms) for t in INPUT_TOPICS}
+    try:
+        topics: dict[str, tuple[int | None, int | None]] = {} if lazy else dict(inputs)
         topics[settings.topic("rollouts")] = (None, trange.end_ms)
         if with_control:
             # decisions about the range are published after it (allowed lateness, processing)
             topics[settings.topic("rollout-control")] = (trange.start_ms, None)
         got = read_range(consumer, topics)
+        ranges = {}
+        if lazy:
+            for topic, (start_ms, end_ms) in inputs.items():
+                for p, (lo, hi) in _bounds(consumer, topic, start_ms, end_ms).items():
+                    if hi > lo:
+                        ranges[(topic, p)] = (lo, hi)
     except KafkaException as exc:
         raise ReplayError(f"Kafka at {settings.bootstrap_servers}: {exc}") from None
     finally:
@@ -143,4 +231,6 @@ def read_capture(settings: Settings, trange: TimeRange, *, with_control: bool = 
             cap.plans.extend(msgs)
         else:
             cap.control.extend(msgs)
+    for (topic, p), (lo, hi) in sorted(ranges.items()):
+        cap.inputs[(short[topic], p)] = KafkaRows(settings, topic, p, lo, hi)
     return cap

@@ -34,8 +34,10 @@ more distinct metric names than the policy's cap (admission order would matter).
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
+import time
 import traceback
 from array import array
 from bisect import bisect_left
@@ -50,6 +52,7 @@ from gates.policy import GatePolicy
 from gates.wire import WindowPartial
 from streams.codecs import DecodeError, Decoder
 from streams.replay.capture import INPUT_TOPICS, Capture
+from streams.replay.kafka import fill_lazy
 
 __all__ = ["MIN_PARALLEL_RECORDS", "default_workers", "replay_parallel"]
 
@@ -100,6 +103,7 @@ class Parallel:
     max_event_ms: int
     attributes: dict[str, DeviceAttributes]
     notes: list[str]
+    seconds: dict[str, float]  # wall time per phase (worker phases: the slowest worker)
 
 
 # ---------------------------------------------------------------- worker side
@@ -132,13 +136,18 @@ class _Worker:
         keys: list[int] = []
         gpos: list[int] = []
         errors: list[tuple[int, int, int, DecodeError]] = []
-        for ti, short, part in self.lists:
-            recs, errs = decoders[short].decode_batch(self.capture.inputs[(short, part)])
+        t0 = time.perf_counter()
+        msgs = [self.capture.inputs[(short, part)] for _, short, part in self.lists]
+        fill_lazy(msgs)  # export.ChunkRows / kafka.KafkaRows: built or consumed here, in the worker
+        t1 = time.perf_counter()
+        for (ti, short, part), batch in zip(self.lists, msgs, strict=True):
+            recs, errs = decoders[short].decode_batch(batch)
             base = _REC + (ti << 56) + (part << 32)
             records.extend(recs)
             keys.extend(_progress(recs, skew))
             gpos.extend(range(base, base + len(recs)))
             errors.extend((ti, part, k, e) for k, e in enumerate(errs))
+        t2 = time.perf_counter()
         order = sorted(range(len(records)), key=keys.__getitem__)  # stable: ties keep global order
         self.records = records
         self.order = order
@@ -150,11 +159,13 @@ class _Worker:
             "gpos": array("q", self.gpos).tobytes(),
             "devices": devices,
             "errors": errors,
+            "seconds": {"rows": t1 - t0, "decode": t2 - t1, "order": time.perf_counter() - t2},
         }
 
     def fold(
         self, ops: list[_Op], plans: list[RolloutPlan], attrs: dict[str, DeviceAttributes], seed: list[int]
     ) -> dict[str, Any]:
+        t0 = time.perf_counter()
         engine = PartitionEngine(self.policy, 0)
         partial = engine.partial
         # the windows the single aggregator has open at its first flush (decode-error counts
@@ -211,10 +222,17 @@ class _Worker:
         while oi < nops:
             apply(ops[oi], oi)
             oi += 1
-        return {"out": out, "metric_names": set(partial._metric_names)}
+        return {
+            "out": out,
+            "metric_names": set(partial._metric_names),
+            "seconds": {"fold": time.perf_counter() - t0},
+        }
 
 
 def _worker_main(conn: Any, capture: Capture, lists: list[tuple[int, str, int]], policy: GatePolicy) -> None:
+    # A short-lived process that only allocates acyclic records: the cyclic collector would
+    # rescan the inherited capture and every record again and again for nothing.
+    gc.disable()
     try:
         w = _Worker(capture, lists, policy)
         conn.send(("ok", w.decode()))
@@ -340,6 +358,7 @@ def replay_parallel(
         return "one partition number"
     procs = []
     conns = []
+    gc.freeze()  # what exists now is shared with the workers: keep the collector off its pages
     for mine in lists:
         parent, child = ctx.Pipe()
         p = ctx.Process(target=_worker_main, args=(child, capture, mine, policy), daemon=True)
@@ -359,6 +378,7 @@ def replay_parallel(
             if p.is_alive():  # pragma: no cover
                 p.kill()
                 p.join()
+        gc.unfreeze()
 
 
 def _recv(conns: list[Any]) -> list[Any] | str:
@@ -382,9 +402,14 @@ def _run(
     collect_health: bool,
     conns: list[Any],
 ) -> Parallel | str:
+    t0 = time.perf_counter()
     got = _recv(conns)
     if isinstance(got, str):
         return got
+    seconds = {"decode phase (wall)": time.perf_counter() - t0}
+    for name in ("rows", "decode", "order"):
+        seconds[f"  {name} (slowest worker)"] = max(g["seconds"][name] for g in got)
+    t1 = time.perf_counter()
     device_sets = [g["devices"] for g in got]
     device_ids: set[str] = set().union(*device_sets)
     if sum(len(s) for s in device_sets) != len(device_ids):
@@ -428,9 +453,14 @@ def _run(
     idx_maps = []
     for wi in range(len(conns)):
         idx_maps.append([i for i, op in enumerate(ops) if op.kind != _ERROR or wi == 0])
+    t2 = time.perf_counter()
+    seconds["schedule (main)"] = t2 - t1
     folded = _recv(conns)
     if isinstance(folded, str):
         return folded
+    seconds["fold phase (wall)"] = time.perf_counter() - t2
+    seconds["  fold (slowest worker)"] = max(f["seconds"]["fold"] for f in folded)
+    t3 = time.perf_counter()
     names: set[str] = set().union(*(f["metric_names"] for f in folded))
     if len(names) > policy.max_metric_names:
         return "more metric names than the policy admits"
@@ -438,8 +468,11 @@ def _run(
     for wi, f in enumerate(folded):
         for local_i, pending, partials in f["out"]:
             results.setdefault(idx_maps[wi][local_i], []).append((pending, partials))
-    return _decide(capture, policy, ops, plans, results, collect_health, device_ids, errors, attrs, notes,
-                   n_records, index)  # fmt: skip
+    par = _decide(capture, policy, ops, plans, results, collect_health, device_ids, errors, attrs, notes,
+                  n_records, index)  # fmt: skip
+    seconds["decide (main)"] = time.perf_counter() - t3
+    par.seconds = seconds
+    return par
 
 
 def _first_flush_windows(ops: list[_Op], plans: list[RolloutPlan], policy: GatePolicy) -> list[int]:
@@ -567,4 +600,5 @@ def _decide(
         max_event_ms=max_event,
         attributes=attrs,
         notes=notes,
+        seconds={},
     )

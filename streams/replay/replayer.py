@@ -36,6 +36,7 @@ from gates.events import (
 from gates.policy import GatePolicy
 from streams.codecs import DecodeError, Decoder
 from streams.replay.capture import INPUT_TOPICS, Capture
+from streams.replay.kafka import fill_lazy
 from streams.replay.parallel import MIN_PARALLEL_RECORDS, Parallel, default_workers, replay_parallel
 
 __all__ = ["DeadLetterCount", "Timeline", "replay"]
@@ -148,6 +149,7 @@ def replay(
                 tl.decisions = [d for d in tl.decisions if d.rollout_id == rollout]
                 tl.health = {k: v for k, v in tl.health.items() if k[0] == rollout}
             return tl
+    fill_lazy(capture.inputs.values())  # lazily loaded partitions: read them all at once
     # inputs, partition by partition, in offset order; decode errors become counts as in the live ingest
     errors: list[DecodeError] = []
     for short in INPUT_TOPICS:

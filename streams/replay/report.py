@@ -59,7 +59,7 @@ def build_report(
     trange = TimeRange.parse(start, end) if (start or end) else None
     if trange is None and not file:
         trange = _rollout_range(settings, rollout, policy)
-    cap = load_capture(settings, trange, file)
+    cap = load_capture(settings, trange, file, lazy=True)
     tl = run(settings, cap, policy, rollout, health=True)
     if not tl.plans:
         raise ReplayError(f"rollout {rollout!r} has no plan up to {format_ms(cap.trange.end_ms)}")

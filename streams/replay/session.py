@@ -40,13 +40,20 @@ def other_policy(path: str) -> GatePolicy:
 
 
 def load_capture(
-    settings: Settings, trange: TimeRange | None, file: str | None, *, control: bool = True
+    settings: Settings,
+    trange: TimeRange | None,
+    file: str | None,
+    *,
+    control: bool = True,
+    lazy: bool = False,
 ) -> Capture:
+    """From the export ``file``, else from the broker; ``lazy``: input partitions are consumed
+    where they are decoded (a parallel replay's workers), see ``kafka.KafkaRows``."""
     if file:
         return read_export(Path(file), trange)
     if trange is None:
         raise ReplayError("both --from and --to are required (or --file with an export)")
-    cap = read_capture(settings, trange, with_control=control)
+    cap = read_capture(settings, trange, with_control=control, lazy=lazy)
     if cap.input_count == 0:
         raise ReplayError(
             f"no records on {', '.join(settings.topic(t) for t in INPUT_TOPICS)} in {trange}: nothing to replay "
