@@ -89,11 +89,13 @@ def _read(out: list[str], ind: str, var: str, t: Any, consts: dict[str, Any]) ->
             return False
         return True
     if isinstance(t, list):  # union of primitives
-        if not all(isinstance(b, str) and b in _PRIMITIVE for b in t):
+        if not all(isinstance(b, str) and b in _PRIMITIVE for b in t) or len(t) > 63:
             return False
-        _varint(out, ind, "u")
+        # the branch index is one varint byte (zig-zag 2 * i); anything else (an overlong or
+        # negative index) falls back to fastavro
+        out += [f"{ind}u = buf[p]", f"{ind}p += 1"]
         for i, branch in enumerate(t):
-            out.append(f"{ind}{'if' if i == 0 else 'elif'} u == {i}:")
+            out.append(f"{ind}{'if' if i == 0 else 'elif'} u == {2 * i}:")
             _read(out, ind + "    ", var, branch, consts)
         out += [f"{ind}else:", f"{ind}    return None"]
         return True
