@@ -30,7 +30,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from gates.errors import SnapshotError
-from gates.events import DecodeErrorCount, DeviceAttributes, RolloutPlan
+from gates.events import Ack, DecodeErrorCount, DeviceAttributes, RolloutPlan, Telemetry
 from gates.partition import PartitionEngine
 from gates.policy import GatePolicy
 from gates.wire import WindowPartial
@@ -469,6 +469,11 @@ class IngestLoop:
             else:
                 events.append(item)
         engine = self.engines[partition]
+        skew = self.policy.clock_skew_ms
+        for ev in events:
+            # The engine counts these at the broker's time (and per window as clock_skew).
+            if type(ev) in (Telemetry, Ack) and abs(ev.event_time_ms - ev.ingest_time_ms) > skew:
+                self.metrics.clock_skew.labels(type(ev).__name__.lower()).inc()
         events = self._enrich(partition, events)
         self.events_in += len(events)
         self.last_event_at[partition] = self.clock()
@@ -526,11 +531,8 @@ class IngestLoop:
     def _send_partial(self, partial: WindowPartial) -> None:
         self.metrics.partials.inc()
         late = sum(a.late_events for a in partial.aggregates.values())
-        skewed = sum(a.clock_skew for a in partial.aggregates.values())
         if late:
             self.metrics.late_events.labels(partial.rollout_id).inc(late)
-        if skewed:
-            self.metrics.clock_skew.labels(partial.rollout_id).inc(skewed)
         self._send(
             Envelope(
                 EnvelopeKind.PARTIAL,

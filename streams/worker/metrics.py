@@ -45,7 +45,7 @@ class WorkerMetrics:
             "fleetgate_clock_skew_events_total",
             "Events whose device time was further than the policy's clock_skew from the broker time "
             "(counted at the broker time)",
-            ["rollout"],
+            ["kind"],
             registry=r,
         )
         self.buffered = Gauge(
