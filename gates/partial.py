@@ -160,25 +160,37 @@ class PartialAggregator:
         setattr(a, field, getattr(a, field) + 1)
 
     def _telemetry(self, ev: Telemetry) -> None:
-        t, skewed = self._time(ev.event_time_ms, ev.ingest_time_ms)
-        w = self._w
-        idx = t // w
-        dev = self._device(ev.device_id)
+        # the hot path of every replay and ingest: _time, _device and _agg are inlined
+        t = ev.event_time_ms
+        ing = ev.ingest_time_ms
+        skew = self._skew
+        skewed = t - ing > skew or ing - t > skew
+        if skewed:
+            t = ing
+        idx = t // self._w
+        dev = self.devices.get(ev.device_id)
+        if dev is None or dev.gen != self._gen:
+            dev = self._device(ev.device_id)
         # report history (exact distinct-devices-per-window, also for out-of-order events)
         new_bit = False
-        if dev.rep == 0 or idx > dev.hi:
-            shift = idx - dev.hi if dev.rep else 0
-            dev.rep = ((dev.rep << shift) | 1) & self._hist_mask if shift < self._hist else 1
+        rep = dev.rep
+        hi = dev.hi
+        if rep == 0 or idx > hi:
+            shift = idx - hi if rep else 0
+            dev.rep = ((rep << shift) | 1) & self._hist_mask if shift < self._hist else 1
             dev.hi = idx
             new_bit = True
-        elif dev.hi - idx < self._hist:
-            bit = 1 << (dev.hi - idx)
-            if not dev.rep & bit:
-                dev.rep |= bit
+        elif hi - idx < self._hist:
+            bit = 1 << (hi - idx)
+            if not rep & bit:
+                dev.rep = rep | bit
                 new_bit = True
         if dev.first_seen is None or t < dev.first_seen:
             dev.first_seen = t
+        if not dev.memb:
+            return
         late = idx < self.closed
+        win = self._open.get(idx)
         for m in dev.memb:
             info = m.rollout
             version = ev.firmware_version if info.firmware else ev.config_version
@@ -190,7 +202,13 @@ class PartialAggregator:
                 key = self._baseline_key(m)
             else:
                 continue
-            agg = self._agg(idx, key)
+            if win is None:
+                win = self._open.get(idx)
+                if win is None:
+                    win = self._open[idx] = {}
+            agg = win.get(key)
+            if agg is None:
+                agg = win[key] = WindowAggregate()
             agg.reports += 1
             if ev.reconnects:
                 agg.reconnects += ev.reconnects

@@ -197,26 +197,27 @@ class _Worker:
 
         nk, ng, nph = (ops[0].key, ops[0].gpos, ops[0].phase) if ops else (*_INF, 0)
         records = self.records
-        for n, i in enumerate(self.order):
-            k = self.keys[n]
-            g = self.gpos[n]
+        get_handler = handlers.get
+        for i, k, g in zip(self.order, self.keys, self.gpos, strict=True):
             # everything scheduled before this record (and batch ends / plans at it)
-            while oi < nops and (nk < k or (nk == k and (ng < g or (ng == g and nph == _PRE)))):
-                apply(ops[oi], oi)
-                oi += 1
-                nk, ng, nph = (ops[oi].key, ops[oi].gpos, ops[oi].phase) if oi < nops else (*_INF, 0)
+            if nk <= k:
+                while oi < nops and (nk < k or (nk == k and (ng < g or (ng == g and nph == _PRE)))):
+                    apply(ops[oi], oi)
+                    oi += 1
+                    nk, ng, nph = (ops[oi].key, ops[oi].gpos, ops[oi].phase) if oi < nops else (*_INF, 0)
             ev = records[i]
             d = getattr(ev, "device_id", None)
             if d is not None and d not in seen:
                 seen.add(d)
                 partial.events_in += 1
                 on_attrs(attrs.get(d) or DeviceAttributes(d))
-            while oi < nops and nk == k and ng == g:  # an engine flush while handling this record
-                apply(ops[oi], oi)
-                oi += 1
-                nk, ng, nph = (ops[oi].key, ops[oi].gpos, ops[oi].phase) if oi < nops else (*_INF, 0)
+            if nk == k and ng == g:  # an engine flush while handling this record
+                while oi < nops and nk == k and ng == g:
+                    apply(ops[oi], oi)
+                    oi += 1
+                    nk, ng, nph = (ops[oi].key, ops[oi].gpos, ops[oi].phase) if oi < nops else (*_INF, 0)
             partial.events_in += 1
-            handler = handlers.get(ev.__class__)
+            handler = get_handler(ev.__class__)
             if handler is not None:
                 handler(ev)
         while oi < nops:
