@@ -119,3 +119,58 @@ def test_untrusted_ca_fails_fast(sasl_env: dict[str, str], redis_url: str) -> No
         env["FLEETGATE_SSL_CA_LOCATION"] = str(ROOT / "pyproject.toml")  # any file that is not our CA
     out = _cli(env, "worker", timeout=30)
     assert out.returncode == 2 and "TLS handshake" in out.stderr, out.stderr[-2000:]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 8 item 5: `rollout start/pause/resume/rollback` run no preflight (streams/executor/"
+    "commands.py, not ours to edit): start stores the plan, then waits 15 s for the decision and fails "
+    "with a traceback. Fix: call streams.security.preflight.check_kafka(settings) first in "
+    "_cmd_rollout_start and _cmd_rollout_request; this marker must then go (strict)",
+)
+def test_operator_commands_fail_fast_before_changing_anything(
+    sasl_env: dict[str, str], redis_url: str, unique: str, tmp_path: Path
+) -> None:
+    """`fleetgate rollout start|pause` with a wrong password exit 2 within 15 s, naming the
+    variable to fix, *before* storing anything (a start that stored its plan and then could not
+    write its decision would block the retry with "already exists"); with the right password the
+    same commands then work.  `fleetgate status` and `rollout status` read Redis only: they answer
+    at once whatever the Kafka credentials.
+    """
+    import yaml
+
+    from tests.executor.helpers import PLAN
+
+    good = sasl_env | {
+        "FLEETGATE_REDIS_URL": redis_url,
+        "FLEETGATE_TOPIC_PREFIX": f"test.{unique}.",
+        "FLEETGATE_REDIS_NAMESPACE": f"test-{unique}",
+        "FLEETGATE_GROUP_ID": f"g-{unique}",
+    }
+    bad = good | {"FLEETGATE_SASL_PASSWORD": "not-the-password"}
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(PLAN))
+    rid = PLAN["rollout_id"]
+    client = redis.Redis.from_url(redis_url)
+    assert _cli(good, "topics", "create").returncode == 0
+    try:
+        for args in (["rollout", "start", str(plan)], ["rollout", "pause", rid]):
+            t = time.monotonic()
+            out = _cli(bad, *args, "--by", "alice", "--reason", "fault test", timeout=60)
+            took = time.monotonic() - t
+            assert out.returncode == 2, (args, out.returncode, out.stderr[-2000:])
+            assert took < 15, (args, took)
+            assert "Kafka authentication failed" in out.stderr and "FLEETGATE_SASL_PASSWORD" in out.stderr
+            assert "not-the-password" not in out.stderr + out.stdout
+            if args[1] == "start":
+                assert not list(client.scan_iter(f"test-{unique}:executor:*")), "nothing may be stored"
+                ok = _cli(good, *args, "--by", "alice", "--reason", "fault test", timeout=60)
+                assert ok.returncode == 0, ok.stderr[-2000:]  # the retry is not blocked
+        for args in (["status", rid], ["rollout", "status", rid]):
+            t = time.monotonic()
+            out = _cli(bad, *args, timeout=30)
+            assert time.monotonic() - t < 10 and out.returncode in (0, 1), out.stderr[-2000:]
+    finally:
+        keys = list(client.scan_iter(f"test-{unique}:*", count=1000))
+        if keys:
+            client.delete(*keys)
