@@ -37,7 +37,7 @@ from streams.codecs.catalogue import SchemaCatalogue, SchemaEntry, default_catal
 from streams.codecs.errors import DecodeError, ErrorReason
 from streams.codecs.framing import Framing
 from streams.codecs.headers import H_FORMAT, H_SCHEMA, H_SCHEMA_VERSION, header_text, normalize_headers
-from streams.codecs.jsonform import JsonShapeError, from_plain_json, loads_object
+from streams.codecs.jsonform import JsonShapeError, from_plain_json, loads_object, loads_plain_object
 from streams.codecs.kinds import ACK, OUTPUT, TELEMETRY, Mapper, StreamKind
 from streams.codecs.readplan import DecodeLimits, ReadPlan
 from streams.codecs.resolver import LocalResolver, RegistryUnavailable, SchemaResolver
@@ -451,10 +451,7 @@ class Decoder:
                 plan: Any = None
                 if b0 == 0x7B:
                     if json_fast is not None and (forced is None or forced == "json"):
-                        try:
-                            obj = loads_object(value)
-                        except JsonShapeError:
-                            obj = None
+                        obj = loads_plain_object(value)  # None: the generic path decides
                         if obj is not None:
                             rec = json_fast(obj, ts)
                             if rec is not None:

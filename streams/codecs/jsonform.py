@@ -17,7 +17,14 @@ from typing import Any
 
 from streams.codecs.errors import ErrorReason
 
-__all__ = ["JsonShapeError", "dumps", "from_plain_json", "loads_object", "to_plain_json"]
+__all__ = [
+    "JsonShapeError",
+    "dumps",
+    "from_plain_json",
+    "loads_object",
+    "loads_plain_object",
+    "to_plain_json",
+]
 
 _INT_RANGE = {"int": (-(1 << 31), (1 << 31) - 1), "long": (-(1 << 63), (1 << 63) - 1)}
 
@@ -36,6 +43,25 @@ def _reject_constant(name: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+_SCAN = _DECODER.scan_once
+
+
+def loads_plain_object(value: bytes) -> dict[str, Any] | None:
+    """:func:`loads_object` for the common case -- ``{`` ... ``}`` with no surrounding whitespace,
+    valid UTF-8 -- with the decoder's own scanner; None for anything else (the caller then uses
+    :func:`loads_object`, which gives the object or the exact error)."""
+    try:
+        text = value.decode("utf-8")
+        if text[-1] != "}":
+            return None
+        obj, end = _SCAN(text, 0)
+    except Exception:  # UnicodeDecodeError, StopIteration, ValueError (NaN), RecursionError, ...
+        return None
+    if end != len(text) or obj.__class__ is not dict:
+        return None
+    return obj  # type: ignore[no-any-return]
 
 
 def loads_object(value: bytes) -> dict[str, Any]:

@@ -213,3 +213,27 @@ def test_legacy_json_decodes_identically(obj: dict[str, Any], hdrs: str | None) 
             continue
         a = fast.decode(text, headers, INGEST, "t", 3, 7)
         assert _same(a, b), (fast.kind.name, a, b)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"id":"dev-1","t":1700000000,"fw":"1.0"}',
+        b' {"id":"dev-1","t":1700000000,"fw":"1.0"}',
+        b'{"id":"dev-1","t":1700000000,"fw":"1.0"} ',
+        b'{"id":"dev-1","t":1700000000,"fw":"1.0"}{}',
+        b'{"id":"dev-1","t":1700000000,"fw":"1.0","temp":NaN}',
+        b'{"id":"dev-1","t":1700000000,"fw":"1.0","temp":1e999}',
+        b'\xef\xbb\xbf{"id":"dev-1","t":1700000000,"fw":"1.0"}',
+        b'{"id":"dev-1","t":1700000000,"fw":"\xff"}',
+        b'{"id":"dev-1","t":1700000000,"fw":"1.0","id":"dev-2"}',
+        b'{"id":"dev-1","t":1700000000.5,"fw":"1.0"}',
+        b'{"id":"dev-1","t":1700000000,"fw":"1.0"',
+        b"{" * 5000 + b"}" * 5000,
+    ],
+)
+def test_json_edge_cases_decode_identically(text: bytes) -> None:
+    for fast, slow in zip(FAST, SLOW, strict=True):
+        a = fast.decode_batch([(text, None, INGEST, "t", 3, 7)])
+        b = slow.decode_batch([(text, None, INGEST, "t", 3, 7)])
+        assert _same(a[0] + a[1], b[0] + b[1]), (fast.kind.name, a, b)
