@@ -61,15 +61,6 @@ CASES: dict[str, Case] = {
     "chatty-config": Case("plans/demo-config.yaml", 75, 5),
     "rollback-refused": Case("plans/demo.yaml", 75, 4),
 }
-XFAIL: dict[str, str] = {}
-
-
-def _params() -> list[object]:
-    out = []
-    for name in CASES:
-        marks = [pytest.mark.xfail(strict=True, reason=XFAIL[name])] if name in XFAIL else []
-        out.append(pytest.param(name, id=name, marks=marks))
-    return out
 
 
 @pytest.fixture
@@ -163,7 +154,7 @@ def _run(scenario: str, env: dict[str, str], settings: Settings, tmp_path: Path)
 
 
 @pytest.mark.timeout(420)
-@pytest.mark.parametrize("scenario", _params())
+@pytest.mark.parametrize("scenario", list(CASES))
 def test_scenario_end_to_end(scenario: str, e2e_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     env, settings = e2e_env
     _run(scenario, env, settings, tmp_path)
