@@ -15,9 +15,9 @@ A :class:`CohortKey` names who the numbers are about:
   ``is_baseline = True``; the decider sums every mask that contains its stage;
 * fleet-wide decode errors per firmware version: ``cohort = VERSION_WIDE``.
 
-Metric presence is measured per device: each device remembers which metrics it carried on
-the previous version (its *known set*, kept with its model), and every report counts under
-that set, with the known metrics it lacks counted as missing.  A metric vanishing on the new
+Metric presence is measured per device: each device remembers every metric it has sent (its
+*known set*, kept with its model), and every report counts under that set, with the known
+metrics it lacks counted as missing.  A metric vanishing on the new
 version then shows however the fleet mixes payload generations, models and wiring, which
 decide what a device can report at all; per model, because firmware builds are.
 

@@ -63,7 +63,7 @@ class PartialAggregator:
         self._flushed_events = 0
         self._max_metrics = policy.max_metric_names
         self._metric_names: dict[str, str] = {}
-        self._known_sets: dict[str, frozenset[str]] = {}  # known-set key -> its names
+        self._known_sets: dict[str, frozenset[str]] = {"": frozenset()}  # known-set key -> its names
 
     # ------------------------------------------------------------------ events
     def step(self, events: Iterable[object]) -> None:
@@ -183,20 +183,17 @@ class PartialAggregator:
         metrics = ev.metrics
         known = dev.known
         dropped = 0
-        if metrics and (not known or not self._known_sets[known] >= metrics.keys()):
-            # new names: learn them from a previous-version report (a report on a rollout's
-            # target never teaches, or a vanished metric would simply be forgotten)
-            if not any(
-                (ev.firmware_version if m.rollout.firmware else ev.config_version) == m.rollout.target
-                for m in dev.memb
-            ):
+        missing: Iterable[str] = ()
+        kset = self._known_sets[known]
+        if metrics.keys() != kset:  # the common case (same names as before) costs one comparison
+            if not kset.issuperset(metrics):
+                # new names join the device's known set (names are never forgotten, so a metric
+                # a new version stops sending stays expected)
                 model = ev.model or (dev.attrs[0] if dev.attrs is not None else "unknown")
                 dropped = self._learn(dev, metrics, model.replace(KNOWN_SEP, " "))
                 known = dev.known
-        missing: Iterable[str] = ()
-        if known:
-            kset = self._known_sets[known]
-            if not metrics.keys() >= kset:
+                kset = self._known_sets[known]
+            if known and not kset.issubset(metrics):
                 model = known[: known.index(KNOWN_SEP)]
                 missing = [f"{name}{KNOWN_SEP}{model}" for name in sorted(kset.difference(metrics))]
         for m in dev.memb:

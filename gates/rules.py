@@ -219,7 +219,7 @@ def _presence(rule: Rule, ev: Evidence) -> list[Reason]:
     """Per metric, and per metric and model: the share of reports carrying it among reports of
     devices known to carry it.
 
-    A device *knows* the metrics it carried on the previous version, so a metric that its
+    A device *knows* every metric it has sent, so a metric that its
     payload format, model or wiring never carried is never expected of it, and one the new
     version stops sending shows as missing (see gates/aggregates.py).  The per-model parts
     catch a metric lost by one model's build, diluted fleet-wide; the fleet-wide parts decide
