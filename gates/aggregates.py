@@ -15,6 +15,12 @@ A :class:`CohortKey` names who the numbers are about:
   ``is_baseline = True``; the decider sums every mask that contains its stage;
 * fleet-wide decode errors per firmware version: ``cohort = VERSION_WIDE``.
 
+Metric presence is measured per device: each device remembers every metric it has sent (its
+*known set*, kept with its model), and every report counts under that set, with the known
+metrics it lacks counted as missing.  A metric vanishing on the new
+version then shows however the fleet mixes payload generations, models and wiring, which
+decide what a device can report at all; per model, because firmware builds are.
+
 Some fields are *window snapshots* taken when the window closes (population,
 expected, offline, stage_devices, stage_healthy); the others are *event counts*.
 """
@@ -25,9 +31,10 @@ from typing import Any, NamedTuple
 
 from gates.sketch import DDSketch
 
-__all__ = ["COUNT_FIELDS", "CohortKey", "VERSION_WIDE", "WindowAggregate"]
+__all__ = ["COUNT_FIELDS", "KNOWN_SEP", "CohortKey", "VERSION_WIDE", "WindowAggregate"]
 
 VERSION_WIDE = -1
+KNOWN_SEP = "\x1f"  # joins a device model and the sorted metric names of its known set into one key
 
 
 class CohortKey(NamedTuple):
@@ -41,7 +48,7 @@ COUNT_FIELDS = (
     "reports",  # telemetry reports
     "reconnects",  # sum of reported reconnect counters
     "errors",  # sum of reported error counters
-    "reboots",  # reports flagged as rebooted
+    "reboots",  # reports flagged as rebooted (on the target: after the device's first healthy report)
     "terminal",  # terminal acks
     "failures",  # FAILED + REJECTED + TIMED_OUT acks
     "commanded",  # devices first commanded in this window (exposure funnel)
@@ -66,13 +73,22 @@ COUNT_FIELDS = (
 class WindowAggregate:
     """The numbers of one cohort key in one window (or a delta of them)."""
 
-    __slots__ = (*COUNT_FIELDS, "ack_status", "presence", "profile_reporting", "profile_expected", "latency")
+    __slots__ = (
+        *COUNT_FIELDS,
+        "ack_status",
+        "known",
+        "missing",
+        "profile_reporting",
+        "profile_expected",
+        "latency",
+    )
 
     def __init__(self) -> None:
         for f in COUNT_FIELDS:
             setattr(self, f, 0)
         self.ack_status: dict[str, int] = {}
-        self.presence: dict[str, int] = {}
+        self.known: dict[str, int] = {}  # known-set key (model, then names, KNOWN_SEP-joined) -> reports
+        self.missing: dict[str, int] = {}  # "name KNOWN_SEP model" -> reports lacking it although known
         self.profile_reporting: dict[str, int] = {}
         self.profile_expected: dict[str, int] = {}
         self.latency: DDSketch | None = None
@@ -108,7 +124,8 @@ class WindowAggregate:
                 setattr(self, f, getattr(self, f) + v)
         for mine, theirs in (
             (self.ack_status, other.ack_status),
-            (self.presence, other.presence),
+            (self.known, other.known),
+            (self.missing, other.missing),
             (self.profile_reporting, other.profile_reporting),
             (self.profile_expected, other.profile_expected),
         ):
@@ -119,11 +136,28 @@ class WindowAggregate:
                 self.latency = DDSketch(other.latency.alpha)
             self.latency.merge(other.latency)
 
+    def presence(self, by_model: bool = False) -> dict[str, tuple[int, int]]:
+        """Metric name (``name@model`` with ``by_model``) -> (reports carrying it, reports of
+        devices known to carry it)."""
+        expected: dict[str, int] = {}
+        missing: dict[str, int] = {}
+        for key, n in self.known.items():
+            model, *names = key.split(KNOWN_SEP)
+            for name in names:
+                label = f"{name}@{model}" if by_model else name
+                expected[label] = expected.get(label, 0) + n
+        for key, n in self.missing.items():
+            name, model = key.split(KNOWN_SEP)
+            label = f"{name}@{model}" if by_model else name
+            missing[label] = missing.get(label, 0) + n
+        return {k: (n - missing.get(k, 0), n) for k, n in sorted(expected.items())}
+
     def is_empty(self) -> bool:
         return (
             not any(getattr(self, f) for f in COUNT_FIELDS)
             and not self.ack_status
-            and not self.presence
+            and not self.known
+            and not self.missing
             and not self.profile_reporting
             and not self.profile_expected
             and self.latency is None
@@ -131,7 +165,7 @@ class WindowAggregate:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {f: getattr(self, f) for f in COUNT_FIELDS if getattr(self, f)}
-        for name in ("ack_status", "presence", "profile_reporting", "profile_expected"):
+        for name in ("ack_status", "known", "missing", "profile_reporting", "profile_expected"):
             m = getattr(self, name)
             if m:
                 d[name] = dict(sorted(m.items()))
@@ -145,7 +179,7 @@ class WindowAggregate:
         for f in COUNT_FIELDS:
             if f in d:
                 setattr(a, f, int(d[f]))
-        for name in ("ack_status", "presence", "profile_reporting", "profile_expected"):
+        for name in ("ack_status", "known", "missing", "profile_reporting", "profile_expected"):
             if name in d:
                 setattr(a, name, {str(k): int(v) for k, v in d[name].items()})
         if "latency" in d:

@@ -29,7 +29,7 @@ from gates.wire import WindowPartial
 
 __all__ = ["ENGINE_VERSION", "Decider", "StageState", "decision_id"]
 
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"  # 2: metric presence compared per report shape
 _EVALUATED = (RolloutState.ACTIVE, RolloutState.PAUSED)
 _NEG = -(2**62)
 
@@ -247,6 +247,9 @@ class Decider:
         reasons: list[Reason] = []
         action = Action.PROCEED
         all_pass = True
+        # a stage the rollout has moved past stays PROCEED unless a rule breaches: its control
+        # population shrinks as later stages update, and "too few samples" is no news there
+        passed = stage < plan.current_stage
         for rule in pol.rules:
             parts = evaluate_rule(rule, ev, pol)
             verdicts = {r.verdict for r in parts}
@@ -259,7 +262,8 @@ class Decider:
                 action = max(action, fired, key=lambda a: a.rank)
             elif hit is None:
                 all_pass = False
-                action = max(action, Action.HOLD, key=lambda a: a.rank)
+                if not passed:
+                    action = max(action, Action.HOLD, key=lambda a: a.rank)
         # PROCEED needs exposure, soak and coverage on top of every rule passing
         now = self._sum(rid, idx, idx, treated_pick)
         coverage = now.stage_healthy / now.stage_devices if now.stage_devices else 0.0
@@ -277,7 +281,7 @@ class Decider:
                 detail=f"soak {soaked}/{pol.soak_windows} windows",
             )
         )
-        if action is Action.PROCEED and soaked < pol.soak_windows:
+        if action is Action.PROCEED and soaked < pol.soak_windows and not passed:
             action = Action.HOLD
         health.extend(cohort_health(plan, stage, idx, now, self._sum(rid, idx, idx, base_pick), cum, w))
         if action == st.last_action:

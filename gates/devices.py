@@ -70,7 +70,7 @@ class Exposure:
 class DeviceState:
     """Compact state of one device: report history as a bit mask, exposures, memberships."""
 
-    __slots__ = ("attrs", "gen", "memb", "first_seen", "hi", "rep", "exposures")
+    __slots__ = ("attrs", "gen", "memb", "first_seen", "hi", "rep", "exposures", "known")
 
     def __init__(self) -> None:
         self.attrs: tuple[str, ...] | None = None
@@ -80,6 +80,7 @@ class DeviceState:
         self.hi = 0  # window index of bit 0 of ``rep``
         self.rep = 0  # bit i set = reported in window ``hi - i``
         self.exposures: tuple[Exposure, ...] = ()
+        self.known = ""  # metrics carried on a previous version (a known-set key, shared)
 
     def exposure(self, rollout_id: str) -> Exposure | None:
         for e in self.exposures:

@@ -25,8 +25,8 @@ def cohort_health(
             metrics["telemetry_continuity"] = agg.reporting * 1000 / agg.expected_milli
         if agg.reports:
             metrics["reboot_rate"] = agg.reboots / agg.reports
-            for k, v in sorted(agg.presence.items()):
-                metrics[f"metric_presence:{k}"] = v / agg.reports
+            for k, (carrying, expected) in agg.presence().items():
+                metrics[f"metric_presence:{k}"] = carrying / expected
         if agg.population:
             metrics["offline_share"] = agg.offline / agg.population
         if agg.reporting:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gates.aggregates import VERSION_WIDE, CohortKey, WindowAggregate
+from gates.aggregates import KNOWN_SEP, VERSION_WIDE, CohortKey, WindowAggregate
 from gates.cohorts import Membership, RolloutInfo, attribute_tuple
 from gates.devices import CLEARED, COUNTED, PENDING, DeviceState, Exposure
 from gates.events import (
@@ -63,6 +63,7 @@ class PartialAggregator:
         self._flushed_events = 0
         self._max_metrics = policy.max_metric_names
         self._metric_names: dict[str, str] = {}
+        self._known_sets: dict[str, frozenset[str]] = {"": frozenset()}  # known-set key -> its names
 
     # ------------------------------------------------------------------ events
     def step(self, events: Iterable[object]) -> None:
@@ -187,6 +188,23 @@ class PartialAggregator:
                 new_bit = True
         if dev.first_seen is None or t < dev.first_seen:
             dev.first_seen = t
+        # metric presence: the device's known set (learnt also before it joins a rollout)
+        metrics = ev.metrics
+        known = dev.known
+        dropped = 0
+        missing: Iterable[str] = ()
+        kset = self._known_sets[known]
+        if metrics.keys() != kset:  # the common case (same names as before) costs one comparison
+            if not kset.issuperset(metrics):
+                # new names join the device's known set (names are never forgotten, so a metric
+                # a new version stops sending stays expected)
+                model = ev.model or (dev.attrs[0] if dev.attrs is not None else "unknown")
+                dropped = self._learn(dev, metrics, model.replace(KNOWN_SEP, " "))
+                known = dev.known
+                kset = self._known_sets[known]
+            if known and not kset.issubset(metrics):
+                model = known[: known.index(KNOWN_SEP)]
+                missing = [f"{name}{KNOWN_SEP}{model}" for name in sorted(kset.difference(metrics))]
         if not dev.memb:
             return
         late = idx < self.closed
@@ -214,20 +232,20 @@ class PartialAggregator:
                 agg.reconnects += ev.reconnects
             if ev.errors:
                 agg.errors += ev.errors
-            if ev.rebooted:
+            if ev.rebooted and (exp is None or (exp.healthy_at is not None and t > exp.healthy_at)):
+                # a device on the target reboots to apply it: only reboots after its first
+                # healthy report count (a device that never comes up healthy is a silence suspect)
                 agg.reboots += 1
             if ev.command_latency_ms is not None:
                 if agg.latency is None:
                     agg.latency = DDSketch(self.policy.sketch_alpha)
                 agg.latency.add(ev.command_latency_ms)
-            if ev.metrics:
-                pres = agg.presence
-                names = self._metric_names
-                for name in ev.metrics:
-                    if name in names or self._admit(name):
-                        pres[name] = pres.get(name, 0) + 1
-                    else:
-                        agg.metrics_dropped += 1
+            if known:
+                agg.known[known] = agg.known.get(known, 0) + 1
+                for name in missing:
+                    agg.missing[name] = agg.missing.get(name, 0) + 1
+            if dropped:
+                agg.metrics_dropped += dropped
             if skewed:
                 agg.clock_skew += 1
             if late:
@@ -237,8 +255,26 @@ class PartialAggregator:
             if version == info.target:
                 self._target_seen(dev, m, exp, t, ev.rebooted)
 
+    def _learn(self, dev: DeviceState, metrics: Mapping[str, float], model: str) -> int:
+        """Add a report's metric names to the device's known set; returns the names refused by the cap."""
+        names = set(self._known_sets[dev.known]) if dev.known else set()
+        if dev.known:
+            model = dev.known[: dev.known.index(KNOWN_SEP)]
+        dropped = 0
+        for name in metrics:
+            if name in self._metric_names or self._admit(name):
+                names.add(self._metric_names[name])
+            else:
+                dropped += 1
+        if names:
+            key = sys.intern(KNOWN_SEP.join([model, *sorted(names)]))  # one shared string per distinct set
+            if key not in self._known_sets:
+                self._known_sets[key] = frozenset(names)
+            dev.known = key
+        return dropped
+
     def _admit(self, name: str) -> bool:
-        if len(self._metric_names) >= self._max_metrics:
+        if len(self._metric_names) >= self._max_metrics or KNOWN_SEP in name:
             return False
         self._metric_names[name] = sys.intern(name)
         return True
@@ -499,6 +535,7 @@ class PartialAggregator:
                     d.hi,
                     d.rep,
                     [e.to_list() for e in d.exposures],
+                    d.known,
                 ]
                 for k, d in sorted(self.devices.items())
             ],
@@ -520,8 +557,11 @@ class PartialAggregator:
         agg = cls(policy, int(d["partition"]))
         for p in d["rollouts"]:
             agg.observe_plan(plan_from_dict(p))
-        for k, attrs, first_seen, hi, rep, exps in d["devices"]:
+        for k, attrs, first_seen, hi, rep, exps, known in d["devices"]:
             dev = agg.devices[sys.intern(k)] = DeviceState()
+            if known:
+                dev.known = sys.intern(known)
+                agg._known_sets.setdefault(dev.known, frozenset(dev.known.split(KNOWN_SEP)[1:]))
             dev.attrs = tuple(sys.intern(v) for v in attrs) if attrs is not None else None
             dev.first_seen, dev.hi, dev.rep = first_seen, hi, rep
             dev.exposures = tuple(Exposure.from_list(e) for e in exps)

@@ -22,7 +22,7 @@ from gates.wire import WindowPartial
 __all__ = ["PartitionEngine", "WindowSink"]
 
 _NEG = -(2**62)
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: metric presence per report shape
 
 
 class WindowSink(Protocol):

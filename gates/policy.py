@@ -105,7 +105,6 @@ class GatePolicy:
     soak_windows: int = 3
     coverage: float = 0.9
     offline_factor: float = 3.0
-    presence_floor: float = 0.5
     max_metric_names: int = 64
     sketch_alpha: float = 0.01
     profiles: Mapping[str, Profile] = field(default_factory=dict)
@@ -271,7 +270,7 @@ def parse_policy(data: Any) -> GatePolicy:
     st = _map(d.get("statistics", {}), "statistics", {"confidence", "sketch_alpha"})
     pr = _map(d.get("proceed", {}), "proceed", {"soak_windows", "coverage"})
     hy = _map(d.get("hysteresis", {}), "hysteresis", {"consecutive_breaches"})
-    te = _map(d.get("telemetry", {}), "telemetry", {"offline_factor", "presence_floor", "max_metric_names"})
+    te = _map(d.get("telemetry", {}), "telemetry", {"offline_factor", "max_metric_names"})
     base = GatePolicy()
     default_profile = (
         _profile(d["default_profile"], "default_profile", base.default_profile)
@@ -323,9 +322,6 @@ def parse_policy(data: Any) -> GatePolicy:
         offline_factor=float(
             _num(te.get("offline_factor", base.offline_factor), "telemetry.offline_factor", 1.0, 100.0)
         ),
-        presence_floor=float(
-            _num(te.get("presence_floor", base.presence_floor), "telemetry.presence_floor", 0.0, 1.0)
-        ),
         max_metric_names=_num(
             te.get("max_metric_names", base.max_metric_names),
             "telemetry.max_metric_names",
@@ -367,7 +363,7 @@ windows: {size: 5m, lookback: 6, allowed_lateness: 2m, clock_skew: 24h}
 statistics: {confidence: 0.95, sketch_alpha: 0.01}
 proceed: {soak_windows: 3, coverage: 0.9}
 hysteresis: {consecutive_breaches: 2}
-telemetry: {offline_factor: 3, presence_floor: 0.5, max_metric_names: 64}
+telemetry: {offline_factor: 3, max_metric_names: 64}
 default_profile: {report_interval: 1m, ack_timeout: 10m, silence_grace: 15m}
 profiles:
   always-on: {report_interval: 1m, ack_timeout: 10m, silence_grace: 15m}

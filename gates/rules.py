@@ -212,23 +212,25 @@ def evaluate_rule(rule: Rule, ev: Evidence, policy: GatePolicy) -> list[Reason]:
             for p in sorted(t.profile_expected)
         ]
         return _parts(rule, parts)
-    # METRIC_PRESENCE: metrics the baseline carries in at least presence_floor of its reports
-    if rule.relative:
-        names = sorted(
-            k for k, v in b.presence.items() if b.reports and v / b.reports >= policy.presence_floor
-        )
-    else:
-        names = sorted(t.presence)
-    parts = [
-        _proportion(
-            rule,
-            ev,
-            t.presence.get(k, 0),
-            t.reports,
-            b.presence.get(k, 0),
-            b.reports,
-            metric=f"metric_presence:{k}",
-        )
-        for k in names
-    ]
+    return _presence(rule, ev)
+
+
+def _presence(rule: Rule, ev: Evidence) -> list[Reason]:
+    """Per metric, and per metric and model: the share of reports carrying it among reports of
+    devices known to carry it.
+
+    A device *knows* every metric it has sent, so a metric that its
+    payload format, model or wiring never carried is never expected of it, and one the new
+    version stops sending shows as missing (see gates/aggregates.py).  The per-model parts
+    catch a metric lost by one model's build, diluted fleet-wide; the fleet-wide parts decide
+    when no model has enough samples on its own.  Parts short of samples are skipped; the rule
+    is pending until at least one part has enough.
+    """
+    parts = []
+    for by_model in (False, True):
+        t, b = ev.treated.presence(by_model), ev.baseline.presence(by_model)
+        parts += [
+            _proportion(rule, ev, x1, n1, *b.get(k, (0, 0)), metric=f"metric_presence:{k}")
+            for k, (x1, n1) in t.items()
+        ]
     return _parts(rule, parts)

@@ -21,7 +21,7 @@ from gates.errors import SnapshotError
 
 __all__ = ["WIRE_VERSION", "WindowPartial"]
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2  # 2: metric presence per report shape
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from gates.decider import ENGINE_VERSION
 from gates.engine import Engine
 from gates.events import Ack, AckStatus, Action, CommandKind, DeviceCommand, SourceFormat, TargetKind
 from tests.gates.sim import NEW, T0, TEST_POLICY, Faults, Fleet, actions, breached, only, run, window_of
@@ -38,7 +39,7 @@ def test_each_rule_fires_on_its_fault(rule_id: str, faults: Faults, expected: Ac
     assert window_of(first) <= UPDATE + 6
     reason = next(r for r in first.reasons if r.rule_id == rule_id and r.verdict == "breach")
     assert reason.sample_size > 0 and reason.observed is not None
-    assert first.policy_version == only(rule_id).version and first.engine_version == "1"
+    assert first.policy_version == only(rule_id).version and first.engine_version == ENGINE_VERSION
 
 
 @pytest.mark.parametrize("rule_id", [r[0] for r in RULE_FAULTS])

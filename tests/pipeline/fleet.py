@@ -39,7 +39,7 @@ windows: {size: 5s, lookback: 4, allowed_lateness: 2s, clock_skew: 1h}
 statistics: {confidence: 0.95, sketch_alpha: 0.01}
 proceed: {soak_windows: 2, coverage: 0.8}
 hysteresis: {consecutive_breaches: 2}
-telemetry: {offline_factor: 3, presence_floor: 0.5, max_metric_names: 64}
+telemetry: {offline_factor: 3, max_metric_names: 64}
 default_profile: {report_interval: 2s, ack_timeout: 20s, silence_grace: 20s}
 profiles:
   always-on: {report_interval: 2s, ack_timeout: 20s, silence_grace: 20s}
