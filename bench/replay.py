@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--no-kafka", action="store_true", help="file replay only")
     args = ap.parse_args(argv)
+    load0 = os.getloadavg()[0]
     f = bench_file(args.devices, args.seconds, args.repeat)
     ok = "OK" if f["file_eps"] >= FILE_TARGET else "BELOW TARGET"
     print(
@@ -236,6 +237,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"ratio {b['seq_ratio']:.2f}"
         )
         result |= {f"broker_{k}": v for k, v in b.items()}
+    print(
+        f"load average (1 min) at start / end: {load0:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores "
+        "(other processes take cores from the worker processes)"
+    )
     return result
 
 
