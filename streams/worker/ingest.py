@@ -118,6 +118,8 @@ class IngestLoop:
         # snapshotting takes at most SNAPSHOT_BUDGET of the time (see docs/architecture.md).
         self._commit_gap_s = commit_interval_s
         self._log_start: dict[tuple[str, int], int] = {}  # first offset of each input topic partition
+        self._consumer_fatal: str | None = None
+        self._committed_at = 0.0  # monotonic time of the last committed transaction
 
     # ------------------------------------------------------------------ clients
     def _open(self) -> None:
@@ -146,6 +148,7 @@ class IngestLoop:
                 "group.instance.id": f"{group}-{self.instance}",
                 "session.timeout.ms": 15_000,
                 "fetch.max.bytes": 16 * 1024 * 1024,
+                "error_cb": self._on_consumer_error,
             }
         )
         self._consumer.subscribe(list(self.topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
@@ -159,6 +162,12 @@ class IngestLoop:
             [TopicPartition(self.settings.topic("rollouts"), p, OFFSET_BEGINNING) for p in parts]
         )
         self._catch_up_plans([TopicPartition(self.settings.topic("rollouts"), p) for p in parts])
+
+    def _on_consumer_error(self, error: KafkaError) -> None:
+        # A fatal consumer error (e.g. fenced after its session expired while the broker was
+        # down) is only reported here; committing with such a consumer's group metadata hangs.
+        if error.fatal():
+            self._consumer_fatal = error.str()
 
     def _catch_up_plans(self, partitions: list[TopicPartition], timeout_s: float = 30.0) -> None:
         """Read every existing plan before the first device event, so start-up order is fixed."""
@@ -337,18 +346,54 @@ class IngestLoop:
         """
         restarts = 0
         while True:
+            started = time.monotonic()
             try:
                 self._run(stop)
                 return
             except _TransactionLost as exc:
-                restarts += 1
+                # "In a row": a restart that got as far as a successful commit starts the count anew.
+                restarts = 1 if self._committed_at > started else restarts + 1
                 log_event(log, "ingest restarting from the last commit", logging.WARNING, error=str(exc))
                 if restarts > max_restarts:
                     raise RuntimeError(f"ingest failed {restarts} times in a row: {exc}") from exc
                 self._reset()
+                stop.wait(min(2.0**restarts, 15.0))  # e.g. the broker is still coming back
+
+    def _unstuck(self, what: str, call: Callable[[], Any], timeout_s: float) -> Any:
+        """Run a blocking transactional call, but give up on it after `timeout_s`.
+
+        librdkafka's send_offsets_to_transaction() ignores its own timeout and can block for ever
+        when the group coordinator goes away mid-transaction (librdkafka #5456, seen here when
+        the broker is killed and restarted).  The call runs on a helper thread; if it does not
+        return in time the transaction is given up as lost: the stage drops its state and starts
+        again from the last commit with new clients (the new producer fences the stuck one).
+        """
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                box["result"] = call()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name=f"fleetgate-{what}", daemon=True).start()
+        if not done.wait(timeout_s):
+            self._broken = True
+            raise _TransactionLost(f"{what} did not return within {timeout_s:.0f} s")
+        if "error" in box:
+            raise box["error"]
+        return box.get("result")
 
     def _run(self, stop: threading.Event) -> None:
-        self._open()
+        try:
+            self._open()
+        except KafkaException as exc:  # e.g. the broker is down: try again from the last commit
+            self._broken = True
+            self._close()
+            raise _TransactionLost(f"could not open the Kafka clients: {exc}") from exc
         assert self._consumer is not None
         last_commit = time.monotonic()
         try:
@@ -383,6 +428,7 @@ class IngestLoop:
         self._producer = None
 
     def _reset(self) -> None:
+        self._consumer_fatal = None
         self.engines.clear()
         self.mergers.clear()
         self.known_devices.clear()
@@ -578,6 +624,9 @@ class IngestLoop:
         producer, consumer = self._producer, self._consumer
         if producer is None or consumer is None:
             return
+        if self._consumer_fatal is not None:
+            self._broken = True  # nothing of this transaction may be committed: rebuild from the last commit
+            raise _TransactionLost(f"consumer failed: {self._consumer_fatal}")
         idle = self._idle_partitions(consumer)
         for p, engine in self.engines.items():
             for rollout_id in engine.rollout_ids():
@@ -607,8 +656,13 @@ class IngestLoop:
         ]
         try:
             if positions:
-                producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 30)
-            producer.commit_transaction(30)
+                metadata = consumer.consumer_group_metadata()
+                self._unstuck(
+                    "send_offsets_to_transaction",
+                    lambda: producer.send_offsets_to_transaction(positions, metadata, 15),
+                    20,
+                )
+            self._unstuck("commit_transaction", lambda: producer.commit_transaction(30), 45)
         except KafkaException as exc:
             self._broken = True
             error = exc.args[0]
@@ -617,4 +671,5 @@ class IngestLoop:
             if error.txn_requires_abort() or error.fatal():
                 raise _TransactionLost(str(error)) from exc
             raise
+        self._committed_at = time.monotonic()
         producer.begin_transaction()
