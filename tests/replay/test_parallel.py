@@ -134,6 +134,26 @@ def test_late_skewed_errors_pause_resume(health: bool) -> None:
     assert tl.dead_letters and tl.decisions
 
 
+def test_devices_changing_their_metric_names() -> None:
+    """Metric presence (known sets per device and model) under the names cap: still exact."""
+    cap = _capture(extra_metrics=12, late=0.02, seed=9)
+    reasons: list[str] = []
+    real = replayer.replay_parallel
+
+    def spy(*a: Any, **kw: Any) -> Any:
+        r = real(*a, **kw)
+        if isinstance(r, str):
+            reasons.append(r)
+        return r
+
+    replayer.replay_parallel = spy
+    try:
+        _compare(cap, 2, collect_health=True)
+    finally:
+        replayer.replay_parallel = real
+    assert not reasons  # the parallel path ran
+
+
 def test_a_rollout_filter_and_redis_lookup() -> None:
     cap = _capture(errors=5, seed=5)
     cap.inventory = None
