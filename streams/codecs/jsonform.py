@@ -152,7 +152,10 @@ def _primitive(obj: Any, t: str, path: str) -> Any:
             return obj
     elif t in ("float", "double"):
         if isinstance(obj, int | float) and not isinstance(obj, bool):
-            v = float(obj)
+            try:
+                v = float(obj)
+            except OverflowError:  # an integer beyond any double, e.g. 10**400
+                raise JsonShapeError(ErrorReason.INVALID_VALUE, f"{path} is out of range") from None
             if v - v != 0.0:
                 raise JsonShapeError(ErrorReason.INVALID_VALUE, f"{path} is not finite")
             return v

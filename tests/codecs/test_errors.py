@@ -58,6 +58,7 @@ BAD = [
     (_json(err=-1), ErrorReason.INVALID_VALUE),
     (b'{"id": "d", "t": 1700000000, "fw": "1", "temp": 1e400}', ErrorReason.INVALID_VALUE),
     (_json(t=2**70), ErrorReason.INVALID_VALUE),
+    (_json(temp=10**400), ErrorReason.INVALID_VALUE),  # an integer no double holds
     (_json(t=INGEST // 1000 + 3600), ErrorReason.TIMESTAMP_OUT_OF_RANGE),
     (_json(t=INGEST // 1000 - 30 * 86400), ErrorReason.TIMESTAMP_OUT_OF_RANGE),
     (_json(t=0), ErrorReason.TIMESTAMP_OUT_OF_RANGE),
