@@ -135,9 +135,11 @@ def _cmd_rollout_start(args: argparse.Namespace, settings: Settings) -> int:
     from streams.executor.errors import ExecutorError
     from streams.executor.operator import start
     from streams.executor.plans import load_plan
+    from streams.security.preflight import check_kafka
 
     try:
         spec = load_plan(args.plan)
+        check_kafka(settings)  # before anything is stored: a retry must not find a half-started rollout
         d = start(settings, spec, args.by, args.reason)
     except ExecutorError as exc:
         return _err(str(exc))
@@ -152,7 +154,9 @@ def _cmd_rollout_start(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_rollout_request(args: argparse.Namespace, settings: Settings) -> int:
     from streams.executor.errors import ExecutorError
     from streams.executor.operator import request
+    from streams.security.preflight import check_kafka
 
+    check_kafka(settings)  # exit 2 at once on bad Kafka credentials / TLS
     try:
         d = request(settings, args.rollout_command, args.rollout_id, args.by, args.reason, stage=args.stage)
     except ExecutorError as exc:

@@ -121,13 +121,6 @@ def test_untrusted_ca_fails_fast(sasl_env: dict[str, str], redis_url: str) -> No
     assert out.returncode == 2 and "TLS handshake" in out.stderr, out.stderr[-2000:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8 item 5: `rollout start/pause/resume/rollback` run no preflight (streams/executor/"
-    "commands.py, not ours to edit): start stores the plan, then waits 15 s for the decision and fails "
-    "with a traceback. Fix: call streams.security.preflight.check_kafka(settings) first in "
-    "_cmd_rollout_start and _cmd_rollout_request; this marker must then go (strict)",
-)
 def test_operator_commands_fail_fast_before_changing_anything(
     sasl_env: dict[str, str], redis_url: str, unique: str, tmp_path: Path
 ) -> None:
