@@ -57,6 +57,7 @@ class Decider:
         self.late_dropped = 0
         self.duplicates = 0
         self.pending: dict[int, list[WindowPartial]] = {}  # partials of windows not evaluated yet
+        self.first_reports: dict[str, int] = {}  # rollout -> first window holding telemetry
         self.health: list[CohortHealth] = []
 
     # ----------------------------------------------------------------- inputs
@@ -121,6 +122,8 @@ class Decider:
         if not keep:
             self.late_dropped += 1
         for key, agg in p.aggregates.items():
+            if agg.reports and idx < self.first_reports.get(rid, idx + 1):
+                self.first_reports[rid] = idx
             if store is not None:
                 mine = store.get(key)
                 if mine is None:
@@ -221,9 +224,15 @@ class Decider:
         treated = self._sum(rid, lo, idx, treated_pick)
         control = self._sum(rid, lo, idx, base_pick)
         baseline, source = control, "control"
-        min_base = max((r.min_samples for r in pol.rules), default=0)
-        if control.population < min_base and control.reports < min_base and st.pre_baseline is not None:
-            if st.pre_baseline.reports > control.reports:
+        if st.pre_baseline is not None and st.pre_baseline.reports > control.reports:
+            # The stage's own reports from before its first exposure replace the control when the
+            # control is too small to use, or when they span a whole look-back of reporting (not
+            # the rollout's first, partial windows) and outnumber it: the control shrinks as this
+            # stage and later ones update, and a few not-yet-updated devices are a noisy yardstick.
+            min_base = max((r.min_samples for r in pol.rules), default=0)
+            first = st.first_exposed if st.first_exposed is not None else idx
+            whole = first - pol.lookback_windows >= self.first_reports.get(rid, first)
+            if whole or (control.population < min_base and control.reports < min_base):
                 baseline, source = st.pre_baseline, "pre-update"
         cum = WindowAggregate()
         add_cum(cum, st.cum)
@@ -323,6 +332,7 @@ class Decider:
             "late_dropped": self.late_dropped,
             "duplicates": self.duplicates,
             "pending": [[i, [p.to_dict() for p in ps]] for i, ps in sorted(self.pending.items())],
+            "first_reports": sorted(self.first_reports.items()),
         }
 
     @classmethod
@@ -345,6 +355,7 @@ class Decider:
             dec.late_dropped = d["late_dropped"]
             dec.duplicates = d["duplicates"]
             dec.pending = {int(i): [WindowPartial.from_dict(p) for p in ps] for i, ps in d["pending"]}
+            dec.first_reports = {str(r): int(i) for r, i in d.get("first_reports", [])}
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise SnapshotError(f"malformed decider state: {exc}") from None
         return dec
