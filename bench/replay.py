@@ -48,17 +48,7 @@ def encode(items: list[tuple[str, Any, int]], prefix: str) -> dict[tuple[str, in
     enc = Encoder()
     out: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
     for n, (topic, rec, ts) in enumerate(items):
-        if topic == "telemetry":
-            kind = n % 3
-            value, headers = (
-                enc.encode(rec, Framing.JSON)
-                if kind == 0
-                else enc.encode(rec, Framing.SINGLE_OBJECT, version=kind)
-            )
-        elif topic == "acks":
-            value, headers = enc.encode(rec, Framing.SINGLE_OBJECT, version=1 + n % 2)
-        else:
-            value, headers = enc.encode(rec, Framing.SINGLE_OBJECT)
+        value, headers = fleet.encode_mixed(enc, rec, n % 3)
         key = rec.device_id.encode()
         p = zlib.crc32(key) % PARTITIONS
         lst = out.setdefault((topic, p), [])

@@ -168,6 +168,18 @@ def events(
     return out
 
 
+def encode_mixed(enc: Encoder, rec: object, kind: int) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """``rec`` in one of the payload generations a fleet mixes, picked by ``kind`` (0, 1, 2):
+    telemetry as legacy JSON, Avro v1 or Avro v2; acks as v1 or v2; our own records as v1."""
+    if isinstance(rec, Telemetry):
+        if kind == 0:
+            return enc.encode(rec, Framing.JSON)
+        return enc.encode(rec, Framing.SINGLE_OBJECT, version=kind)
+    if isinstance(rec, Ack):
+        return enc.encode(rec, Framing.SINGLE_OBJECT, version=1 + kind % 2)
+    return enc.encode(rec, Framing.SINGLE_OBJECT)
+
+
 def produce(settings: Settings, items: list[tuple[str, object, int]], *, poison_every: int = 0) -> int:
     """Produce with device-id keys (murmur2, like Java clients); formats rotate JSON / v1 / v2."""
     enc = Encoder()
@@ -183,16 +195,7 @@ def produce(settings: Settings, items: list[tuple[str, object, int]], *, poison_
     for n, (topic, rec, ts) in enumerate(items):
         # The payload generation is a function of the record, so any chunking gives the same input.
         kind = zlib.crc32(f"{rec.device_id}/{ts}".encode()) % 3  # type: ignore[attr-defined]
-        if isinstance(rec, Telemetry):
-            value, headers = (
-                enc.encode(rec, Framing.JSON)
-                if kind == 0
-                else enc.encode(rec, Framing.SINGLE_OBJECT, version=kind)
-            )
-        elif isinstance(rec, Ack):
-            value, headers = enc.encode(rec, Framing.SINGLE_OBJECT, version=1 + kind % 2)
-        else:
-            value, headers = enc.encode(rec, Framing.SINGLE_OBJECT)
+        value, headers = encode_mixed(enc, rec, kind)
         producer.produce(
             settings.topic(topic), key=rec.device_id.encode(), value=value, headers=headers, timestamp=ts
         )  # type: ignore[attr-defined]

@@ -67,17 +67,7 @@ def _capture(
         lst.append((value, headers, ts, PREFIX + topic, part, len(lst), key))
 
     for n, (topic, rec, ts) in enumerate(shifted):
-        if topic == "telemetry":
-            kind = n % 3
-            value, headers = (
-                enc.encode(rec, Framing.JSON)
-                if kind == 0
-                else enc.encode(rec, Framing.SINGLE_OBJECT, version=kind)
-            )
-        elif topic == "acks":
-            value, headers = enc.encode(rec, Framing.SINGLE_OBJECT, version=1 + n % 2)
-        else:
-            value, headers = enc.encode(rec, Framing.SINGLE_OBJECT)
+        value, headers = fleet.encode_mixed(enc, rec, n % 3)
         key = rec.device_id.encode()
         part = zlib.crc32(key) % PARTS
         if split_device and rec.device_id == "dev-0003" and rng.random() < 0.5:
