@@ -221,16 +221,20 @@ def _rows_v1(capture: Capture, inventory: dict[str, DeviceAttributes]) -> Iterat
         }
 
 
-def write_export(
-    path: Path, capture: Capture, inventory: dict[str, DeviceAttributes], codec: str = "deflate"
-) -> int:
-    """Write `capture` and the inventory snapshot; returns the number of Kafka records written."""
-    meta = {
-        f"{_META}format": FORMAT_VERSION,
+def _metadata(capture: Capture, version: str) -> dict[str, str]:
+    return {
+        f"{_META}format": version,
         f"{_META}topic_prefix": capture.prefix,
         f"{_META}from_ms": str(capture.trange.start_ms),
         f"{_META}to_ms": str(capture.trange.end_ms),
     }
+
+
+def write_export(
+    path: Path, capture: Capture, inventory: dict[str, DeviceAttributes], codec: str = "deflate"
+) -> int:
+    """Write `capture` and the inventory snapshot; returns the number of Kafka records written."""
+    meta = _metadata(capture, FORMAT_VERSION)
     tmp = path.with_name(path.name + ".part")
     with tmp.open("wb") as fo:
         fastavro.writer(
@@ -244,12 +248,7 @@ def write_export_v1(
     path: Path, capture: Capture, inventory: dict[str, DeviceAttributes], codec: str = "deflate"
 ) -> int:
     """The format-1 writer (one record per Kafka record), kept to test reading old files."""
-    meta = {
-        f"{_META}format": FORMAT_V1,
-        f"{_META}topic_prefix": capture.prefix,
-        f"{_META}from_ms": str(capture.trange.start_ms),
-        f"{_META}to_ms": str(capture.trange.end_ms),
-    }
+    meta = _metadata(capture, FORMAT_V1)
     with path.open("wb") as fo:
         fastavro.writer(
             fo, _PARSED, _rows_v1(capture, inventory), codec=codec, metadata=meta, sync_interval=1 << 20
