@@ -172,7 +172,7 @@ class Decider:
             if first < floor:
                 # After start-up or an idle gap, resume at the first window holding data, so the
                 # windows evaluated do not depend on how far the watermark jumped at once.
-                first = min([i for i in self.pending if i >= first] + [floor])
+                first = min((i for i in self.pending if i >= first), default=floor)
             for idx in range(first, last + 1):
                 self._apply_pending(idx)
                 self.evaluated = idx
