@@ -6,14 +6,11 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 
 from gates.events import Action
 from streams.config import load_settings
-from streams.inventory import _write as write_inventory
-from streams.topics import create_topics
 from tests.pipeline import fleet
-from tests.pipeline.harness import WorkerProcess, decisions, read_topic
+from tests.pipeline.harness import WorkerProcess, decisions, read_topic, scenario_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -22,20 +19,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 def env(settings_env: dict[str, str], unique: str, tmp_path: Path) -> dict[str, str]:
     policy = tmp_path / "policy.yaml"
     policy.write_text(fleet.POLICY_YAML)
-    e = settings_env | {
-        "FLEETGATE_TOPIC_PREFIX": f"test.{unique}.",
-        "FLEETGATE_REDIS_NAMESPACE": f"test-{unique}",
-        "FLEETGATE_GROUP_ID": f"fg-{unique}",
-        "FLEETGATE_POLICY": str(policy),
-    }
-    settings = load_settings(e)
-    create_topics(settings)
-    write_inventory(
-        redis.Redis.from_url(settings.redis_url.value),
-        settings.redis_namespace,
-        list(fleet.Fleet.make().devices),
-    )
-    return e
+    return scenario_env(settings_env, unique, policy, devices=120)
 
 
 def _has_action(action: Action):  # type: ignore[no-untyped-def]

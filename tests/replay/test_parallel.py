@@ -124,9 +124,9 @@ def test_late_skewed_errors_pause_resume(health: bool) -> None:
     assert tl.dead_letters and tl.decisions
 
 
-def test_devices_changing_their_metric_names() -> None:
-    """Metric presence (known sets per device and model) under the names cap: still exact."""
-    cap = _capture(extra_metrics=12, late=0.02, seed=9)
+@pytest.fixture
+def fallbacks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The reasons the parallel replay gave for falling back to the sequential path."""
     reasons: list[str] = []
     real = replayer.replay_parallel
 
@@ -136,12 +136,15 @@ def test_devices_changing_their_metric_names() -> None:
             reasons.append(r)
         return r
 
-    replayer.replay_parallel = spy
-    try:
-        _compare(cap, 2, collect_health=True)
-    finally:
-        replayer.replay_parallel = real
-    assert not reasons  # the parallel path ran
+    monkeypatch.setattr(replayer, "replay_parallel", spy)
+    return reasons
+
+
+def test_devices_changing_their_metric_names(fallbacks: list[str]) -> None:
+    """Metric presence (known sets per device and model) under the names cap: still exact."""
+    cap = _capture(extra_metrics=12, late=0.02, seed=9)
+    _compare(cap, 2, collect_health=True)
+    assert not fallbacks  # the parallel path ran
 
 
 def test_a_rollout_filter_and_redis_lookup() -> None:
@@ -157,25 +160,15 @@ def test_a_rollout_filter_and_redis_lookup() -> None:
     assert tl.notes == ["from redis"] and asked[0] == asked[1]
 
 
-def test_falls_back_when_it_could_differ(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_falls_back_when_it_could_differ(fallbacks: list[str]) -> None:
     """A device in two workers' partitions, or more metric names than the cap: sequential, same result.
 
     (Two partition numbers of one worker share its aggregator, which is still exact.)
     """
-    reasons: list[str] = []
-    real = replayer.replay_parallel
-
-    def spy(*a: Any, **kw: Any) -> Any:
-        r = real(*a, **kw)
-        if isinstance(r, str):
-            reasons.append(r)
-        return r
-
-    monkeypatch.setattr(replayer, "replay_parallel", spy)
     _compare(_capture(split_device=True, seconds=30), PARTS)  # one worker per partition number
     _compare(_capture(extra_metrics=200, seconds=60))
-    assert any("two partition numbers" in r for r in reasons)
-    assert any("metric names" in r for r in reasons)
+    assert any("two partition numbers" in r for r in fallbacks)
+    assert any("metric names" in r for r in fallbacks)
 
 
 def test_small_captures_stay_sequential(monkeypatch: pytest.MonkeyPatch) -> None:
