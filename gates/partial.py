@@ -53,7 +53,8 @@ class PartialAggregator:
         self._hist_mask = (1 << self._hist) - 1
         self.devices: dict[str, DeviceState] = {}
         self.rollouts: dict[str, RolloutInfo] = {}
-        self._gen = 0
+        self._gen = 0  # cohort generation: devices whose `gen` is older re-classify on next use
+        self._changed: list[str] = []  # rollout whose cohorts changed at each generation
         self._memb_cache: dict[tuple[str, int, int], Membership] = {}
         self._keys: dict[tuple[str, int, str, bool], CohortKey] = {}
         self._open: dict[int, dict[CohortKey, WindowAggregate]] = {}
@@ -91,7 +92,8 @@ class PartialAggregator:
         self.rollouts[sys.intern(plan.rollout_id)] = info
         if old is None or not old.same_cohorts(info):
             self._gen += 1
-            self._memb_cache.clear()
+            self._changed.append(info.rollout_id)
+            self._memb_cache = {k: m for k, m in self._memb_cache.items() if k[0] != info.rollout_id}
 
     def _device(self, device_id: str) -> DeviceState:
         dev = self.devices.get(device_id)
@@ -102,8 +104,18 @@ class PartialAggregator:
         return dev
 
     def _refresh(self, device_id: str, dev: DeviceState) -> None:
-        memb = []
-        for rid in sorted(self.rollouts):
+        """Re-classify a device against the rollouts whose cohorts changed since its generation.
+
+        Only those: a new rollout must not cost a classification per device and rollout (it
+        comes at the next window close, on the path of the decision).
+        """
+        if 0 <= dev.gen < self._gen:
+            changed = set(self._changed[dev.gen :])
+            memb = [m for m in dev.memb if m.rollout.rollout_id not in changed]
+            rids = sorted(changed & self.rollouts.keys())
+        else:
+            memb, rids = [], sorted(self.rollouts)
+        for rid in rids:
             info = self.rollouts[rid]
             assigned, mask = info.classify(device_id, dev.attrs)
             if mask:
@@ -112,6 +124,8 @@ class PartialAggregator:
                 if m is None:
                     m = self._memb_cache[ck] = Membership(info, assigned, mask)
                 memb.append(m)
+        if len(memb) > 1 and len(rids) < len(self.rollouts):
+            memb.sort(key=lambda m: m.rollout.rollout_id)  # the order a full classification gives
         dev.memb = tuple(memb)
         dev.gen = self._gen
 
@@ -390,6 +404,7 @@ class PartialAggregator:
         if dev is None:
             dev = self.devices[sys.intern(ev.device_id)] = DeviceState()
         dev.attrs = tuple(sys.intern(v) for v in attribute_tuple(ev))
+        dev.gen = -1  # new attributes: classify against every rollout
         self._refresh(ev.device_id, dev)
 
     def _decode(self, ev: DecodeErrorCount) -> None:

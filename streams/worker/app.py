@@ -30,7 +30,7 @@ from streams.codecs import Decoder, Encoder, Framing
 from streams.config import ConfigError, Settings
 from streams.logs import log_event
 from streams.topics import TOPICS
-from streams.worker.decide import RolloutGate
+from streams.worker.decide import Applied, RolloutGate
 from streams.worker.envelope import decode_envelope
 from streams.worker.metrics import WorkerMetrics
 
@@ -115,16 +115,16 @@ class DeciderStage:
         self._cache[gate.rollout_id] = (raw, gate)
         return raw
 
-    def handle(self, raw_state: bytes | None, value: bytes) -> tuple[RolloutGate, list[Decision], bool]:
+    def handle(self, raw_state: bytes | None, value: bytes) -> tuple[RolloutGate, Applied]:
         env = decode_envelope(value)
         gate = self.gate_for(env.rollout_id, raw_state)
         before = gate.decider.duplicates
-        decisions, changed = gate.apply(env, self.plan_decoder)
+        applied = gate.apply(env, self.plan_decoder)
         if gate.decider.duplicates > before:
             self.metrics.duplicates.inc(gate.decider.duplicates - before)
         if gate.watermark_ms > 0:
             self.metrics.watermark_lag.labels(gate.rollout_id).set(self.clock() * 1000 - gate.watermark_ms)
-        return gate, decisions, changed
+        return gate, applied
 
     def publish(self, gate: RolloutGate, decisions: list[Decision]) -> None:
         """Produce decisions and fresh cohort health, wait for the broker's acks."""
@@ -262,11 +262,12 @@ def build_app(
         loop = asyncio.get_running_loop()
         async for event in stream.events():
             key = event.key
-            gate, decisions, changed = stage.handle(table.get(key), event.value)
-            if changed:
+            gate, applied = stage.handle(table.get(key), event.value)
+            if applied.publish:
                 # Decisions reach the broker before the state that records them: never lost,
                 # at worst repeated with the same id after a crash.
-                await loop.run_in_executor(None, stage.publish, gate, decisions)
+                await loop.run_in_executor(None, stage.publish, gate, applied.decisions)
+            if applied.persist:
                 table[key] = stage.remember(gate)
             elif stage.status_failures:
                 # Redis was down at the last status write: retry on the next envelope (heartbeats

@@ -23,7 +23,7 @@ from gates.wire import WindowPartial
 from streams.codecs import Decoder
 from streams.worker.envelope import Envelope, EnvelopeKind
 
-__all__ = ["RolloutGate", "SourceClock"]
+__all__ = ["Applied", "RolloutGate", "SourceClock"]
 
 _NEG = -(2**62)
 
@@ -32,6 +32,15 @@ _NEG = -(2**62)
 class SourceClock:
     watermark_ms: int
     idle: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What folding one envelope did, and so what the stage must write out."""
+
+    decisions: list[Decision]
+    publish: bool  # decisions or freshly computed cohort health: to Kafka (and the Redis status)
+    persist: bool  # durable state changed: to the Faust table
 
 
 @dataclass
@@ -47,11 +56,14 @@ class RolloutGate:
     def new(cls, rollout_id: str, policy: GatePolicy, expected_sources: int) -> RolloutGate:
         return cls(rollout_id, Decider(policy), expected_sources=expected_sources)
 
-    def apply(self, env: Envelope, plan_decoder: Decoder) -> tuple[list[Decision], bool]:
-        """Fold one envelope; returns (decisions, whether a window was evaluated or state merged).
+    def apply(self, env: Envelope, plan_decoder: Decoder) -> Applied:
+        """Fold one envelope.
 
         Heartbeats that only move a source's watermark change nothing durable: they are
-        rebuilt within one commit interval after a restart, so they are not persisted.
+        rebuilt within one commit interval after a restart, so they are not persisted.  A
+        merged partial is persisted but publishes nothing until a window is evaluated (a
+        window close brings one partial per input partition: publishing each would repeat
+        the same cohort health as many times).
         """
         merged = False
         if env.kind is EnvelopeKind.PLAN:
@@ -67,7 +79,7 @@ class RolloutGate:
             clock = self.sources.setdefault(env.source_partition, SourceClock(env.watermark_ms))
             clock.watermark_ms = max(clock.watermark_ms, env.watermark_ms)
             clock.idle = env.idle
-        evaluated = self.decider.evaluated
+        evaluated, health = self.decider.evaluated, self.decider.health
         wm = self.effective_watermark()
         decisions: list[Decision] = []
         if wm > self.watermark_ms:
@@ -75,7 +87,10 @@ class RolloutGate:
         # No evaluation before every source has a real watermark (or was given up as idle).
         if self.watermark_ms > _NEG and (wm >= self.watermark_ms or self.decider.dirty):
             decisions = self.decider.advance(self.watermark_ms)
-        return decisions, merged or bool(decisions) or self.decider.evaluated != evaluated
+        # New cohort health (a window evaluated, or late data re-evaluating one) is published;
+        # an evaluation that changes nothing (e.g. a finished rollout) is not.
+        publish = bool(decisions) or self.decider.health != health
+        return Applied(decisions, publish, merged or publish or self.decider.evaluated != evaluated)
 
     def _observe_plan(self, plan: RolloutPlan) -> None:
         resumed = self.plan_state == RolloutState.PAUSED.value and plan.state is RolloutState.ACTIVE

@@ -9,12 +9,17 @@ records in timestamp order (so the fold does not depend on fetch timing), they a
 enriched with inventory attributes and folded; closed windows leave as
 :class:`WindowPartial` envelopes on the internal ``partials`` topic, keyed by rollout.
 
-Exactly-once by Kafka transactions we control: every ``commit_interval_s`` one
-transaction carries the partials produced since the last one, a snapshot of each
-touched partition engine (to the compacted ``ingest-state`` topic, partition *p*),
-the dead letters, and the consumed offsets.  After a crash the new owner of *p*
-restores the snapshot and resumes at the offsets committed with it, so nothing is
-counted twice and nothing is lost; consumers of ``partials`` read committed only.
+Exactly-once by Kafka transactions we control.  A transaction commits the partials and
+heartbeats produced since the last one as soon as a window closes in any partition (at most
+every ``_MIN_COMMIT_GAP_S``), and otherwise every ``commit_interval_s``: a closed window
+reaches the decider within one batch and one commit.  Less often -- spaced so that snapshotting takes at
+most ``SNAPSHOT_BUDGET`` of the thread -- a *checkpoint* transaction also carries a snapshot
+of each touched partition engine (to the compacted ``ingest-state`` topic, partition *p*),
+the dead letters held since the last checkpoint, and the input offsets the snapshots have
+folded.  After a crash the new owner of *p* restores the snapshot and resumes at the offsets
+committed with it: nothing is lost, and the partials it folds again carry the sequence
+numbers they had the first time (the fold is deterministic), so the decider skips them as
+duplicates and nothing is counted twice.  Consumers of ``partials`` read committed only.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -54,7 +59,12 @@ log = logging.getLogger("fleetgate.ingest")
 INPUT_TOPICS = ("telemetry", "acks", "device-commands")
 # Backpressure: a topic partition running this far ahead of its siblings is paused.
 _PAUSE_AT, _RESUME_AT = 50_000, 10_000
-SNAPSHOT_BUDGET = 0.2  # share of the ingest thread's time that snapshots may take
+SNAPSHOT_BUDGET = 0.2  # share of the ingest thread's time that checkpoints (snapshots) may take
+# A heartbeat (partition watermark, per rollout) goes out when the watermark enters a new window
+# or the idle flag flips -- the decider acts on window boundaries only -- and at least this often,
+# so a restarted decider or a new rollout hears from every partition soon.
+HEARTBEAT_REFRESH_S = 5.0
+_MIN_COMMIT_GAP_S = 0.05  # commits on window closes, at most this often (catching up closes many)
 _OFFSETS_HEADER = "fleetgate-offsets"  # on a snapshot: {input topic: next offset} it has folded
 
 
@@ -108,15 +118,19 @@ class IngestLoop:
         self.known_devices: dict[int, set[str]] = {}
         self.unenriched: dict[int, set[str]] = {}  # looked up while Redis was down
         self.dirty: set[int] = set()
+        self._window_closed = False  # since the last commit: commit at once, the decider waits for it
+        self._heartbeats: dict[tuple[int, str], tuple[int, bool, float]] = {}  # last (window, idle, at)
+        self._held_dead_letters: list[DecodeError] = []  # produced with the next checkpoint
         self.events_in = 0
         self.ready = threading.Event()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._plans_consumer: Consumer | None = None
         self._broken = False  # the current transaction cannot be committed any more
-        # Snapshots cost time in proportion to the devices held; commits are spaced so that
-        # snapshotting takes at most SNAPSHOT_BUDGET of the time (see docs/architecture.md).
-        self._commit_gap_s = commit_interval_s
+        # Snapshots cost time in proportion to the devices held; checkpoints are spaced so
+        # that snapshotting takes at most SNAPSHOT_BUDGET of the time (docs/architecture.md).
+        self._checkpoint_gap_s = commit_interval_s
+        self._checkpointed_at = 0.0  # monotonic time of the last checkpoint
         self._log_start: dict[tuple[str, int], int] = {}  # first offset of each input topic partition
         self._consumer_fatal: str | None = None
         self._committed_at = 0.0  # monotonic time of the last committed transaction
@@ -206,6 +220,7 @@ class IngestLoop:
             self.known_devices[p] = set(engine.partial.devices)
             for plan in self.plans.values():
                 engine.partial.observe_plan(plan)
+            self._heartbeats = {k: v for k, v in self._heartbeats.items() if k[0] != p}  # beat at once
             for topic in self.topics:
                 # The snapshot names the offsets it was taken at (same transaction as the offset
                 # commit); resuming there keeps state and input in step even if the two disagree.
@@ -403,8 +418,10 @@ class IngestLoop:
                 started = time.perf_counter()
                 if self._process(msgs):
                     self.metrics.batch_seconds.observe(time.perf_counter() - started)
-                if time.monotonic() - last_commit >= self._commit_gap_s:
-                    self._commit()
+                now = time.monotonic()
+                since = now - last_commit
+                if since >= self.commit_interval_s or (self._window_closed and since >= _MIN_COMMIT_GAP_S):
+                    self._commit(checkpoint=self._checkpoint_due(now))
                     last_commit = time.monotonic()
             self._commit()
         except KafkaException as exc:
@@ -435,6 +452,8 @@ class IngestLoop:
         self.unenriched.clear()
         self.dirty.clear()
         self.paused.clear()
+        self._held_dead_letters.clear()  # their records are read again from the last checkpoint
+        self._heartbeats.clear()
         self._broken = False
 
     def _poll_plans(self, timeout: float = 0) -> None:
@@ -515,6 +534,7 @@ class IngestLoop:
             else:
                 events.append(item)
         engine = self.engines[partition]
+        closed = engine.partial.closed
         skew = self.policy.clock_skew_ms
         for ev in events:
             # The engine counts these at the broker's time (and per window as clock_skew).
@@ -525,6 +545,8 @@ class IngestLoop:
         self.last_event_at[partition] = self.clock()
         for partial in engine.step(events):
             self._send_partial(partial)
+        if engine.partial.closed != closed:
+            self._window_closed = True
         self.dirty.add(partition)
         return len(events)
 
@@ -597,13 +619,21 @@ class IngestLoop:
         self._producer.poll(0)
 
     def _dead_letter(self, err: DecodeError) -> None:
-        assert self._producer is not None
-        value, headers = self.encoder.encode(err, Framing(self.settings.output_framing))
-        self._producer.produce(
-            self.deadletter_topic, key=(err.topic or "").encode(), value=value, headers=headers
-        )
+        # Held until the checkpoint that commits the offsets past its record: a crash before
+        # then reads the record again, and it must not be dead-lettered twice.
+        self._held_dead_letters.append(err)
         self.metrics.decode_errors.labels(err.topic, err.reason.value).inc()
         self.metrics.dead_letters.inc()
+
+    def _produce_dead_letters(self) -> None:
+        assert self._producer is not None
+        framing = Framing(self.settings.output_framing)
+        for err in self._held_dead_letters:
+            value, headers = self.encoder.encode(err, framing)
+            self._producer.produce(
+                self.deadletter_topic, key=(err.topic or "").encode(), value=value, headers=headers
+            )
+        self._held_dead_letters.clear()
 
     def _idle_partitions(self, consumer: Consumer) -> set[int]:
         """Partitions with nothing left to read on any input topic and no event for the idle timeout."""
@@ -619,20 +649,51 @@ class IngestLoop:
                 idle.add(p)
         return idle
 
-    def _commit(self) -> None:
-        """One transaction: heartbeats, snapshots of touched partitions, offsets."""
+    def _checkpoint_due(self, now: float) -> bool:
+        """A checkpoint every gap; a commit for a closed window skips it (the snapshots would
+        delay the partials), unless the checkpoint is overdue (catching up closes many windows)."""
+        late = now - self._checkpointed_at
+        return late >= 2 * self._checkpoint_gap_s or (
+            late >= self._checkpoint_gap_s and not self._window_closed
+        )
+
+    def _commit(self, checkpoint: bool = True) -> None:
+        """Commit the open transaction (partials, heartbeats); a checkpoint adds snapshots,
+        dead letters and input offsets.  Rebalances and shutdown always checkpoint."""
         producer, consumer = self._producer, self._consumer
         if producer is None or consumer is None:
             return
         if self._consumer_fatal is not None:
             self._broken = True  # nothing of this transaction may be committed: rebuild from the last commit
             raise _TransactionLost(f"consumer failed: {self._consumer_fatal}")
-        idle = self._idle_partitions(consumer)
+        self._heartbeat(self._idle_partitions(consumer))
+        self._window_closed = False
+        if checkpoint:
+            self._checkpoint(producer, consumer)
+        try:
+            self._unstuck("commit_transaction", lambda: producer.commit_transaction(30), 45)
+        except KafkaException as exc:
+            self._abandon(producer, exc)
+        self._committed_at = time.monotonic()
+        if checkpoint:
+            self._checkpointed_at = self._committed_at
+        producer.begin_transaction()
+
+    def _heartbeat(self, idle: set[int]) -> None:
+        now = time.monotonic()
+        w = self.policy.window_ms
         for p, engine in self.engines.items():
+            beat = (engine.watermark_ms // w, p in idle)
             for rollout_id in engine.rollout_ids():
-                self._send(
-                    Envelope(EnvelopeKind.HEARTBEAT, rollout_id, p, 0, engine.watermark_ms, b"", p in idle)
-                )
+                last = self._heartbeats.get((p, rollout_id))
+                if last is None or last[:2] != beat or now - last[2] >= HEARTBEAT_REFRESH_S:
+                    self._heartbeats[(p, rollout_id)] = (*beat, now)
+                    self._send(
+                        Envelope(EnvelopeKind.HEARTBEAT, rollout_id, p, 0, engine.watermark_ms, b"", beat[1])
+                    )
+
+    def _checkpoint(self, producer: Producer, consumer: Consumer) -> None:
+        """Add to the open transaction: snapshots of touched partitions, dead letters, offsets."""
         started = time.perf_counter()
         for p in sorted(self.dirty):
             engine = self.engines.get(p)
@@ -647,29 +708,34 @@ class IngestLoop:
                     headers=[(_OFFSETS_HEADER, taken)],
                 )
         self.dirty.clear()
-        self._commit_gap_s = max(self.commit_interval_s, (time.perf_counter() - started) / SNAPSHOT_BUDGET)
+        self._checkpoint_gap_s = max(
+            self.commit_interval_s, (time.perf_counter() - started) / SNAPSHOT_BUDGET
+        )
+        self._produce_dead_letters()
         # Only what was folded is committed: buffered records are read again after a crash.
         positions = [
             TopicPartition(topic, p, offset)
             for p, m in self.mergers.items()
             for topic, offset in m.processed().items()
         ]
+        if not positions:
+            return
+        metadata = consumer.consumer_group_metadata()
         try:
-            if positions:
-                metadata = consumer.consumer_group_metadata()
-                self._unstuck(
-                    "send_offsets_to_transaction",
-                    lambda: producer.send_offsets_to_transaction(positions, metadata, 15),
-                    20,
-                )
-            self._unstuck("commit_transaction", lambda: producer.commit_transaction(30), 45)
+            self._unstuck(
+                "send_offsets_to_transaction",
+                lambda: producer.send_offsets_to_transaction(positions, metadata, 15),
+                20,
+            )
         except KafkaException as exc:
-            self._broken = True
-            error = exc.args[0]
-            if error.txn_requires_abort():
-                producer.abort_transaction(30)
-            if error.txn_requires_abort() or error.fatal():
-                raise _TransactionLost(str(error)) from exc
-            raise
-        self._committed_at = time.monotonic()
-        producer.begin_transaction()
+            self._abandon(producer, exc)
+
+    def _abandon(self, producer: Producer, exc: KafkaException) -> NoReturn:
+        """A transactional call failed: this transaction is lost (or the error is not ours to handle)."""
+        self._broken = True
+        error = exc.args[0]
+        if error.txn_requires_abort():
+            producer.abort_transaction(30)
+        if error.txn_requires_abort() or error.fatal():
+            raise _TransactionLost(str(error)) from exc
+        raise exc

@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -81,6 +82,12 @@ def run_worker(
     )
     stop = threading.Event()
     ingest: _IngestThread | None = None
+    if role == "all":
+        # Both stages share the GIL.  The ingest thread runs long CPU-bound steps (a batch fold,
+        # a window close, a snapshot); with the default 5 ms switch interval the decider's event
+        # loop would wait up to 5 ms at every await, so a window close's burst of envelopes
+        # would queue for hundreds of ms (measured in bench/pipeline.py, docs/architecture.md).
+        sys.setswitchinterval(0.0005)
     if role in ("all", "ingest"):
         client = redis.Redis.from_url(settings.redis_url.value, socket_timeout=2, socket_connect_timeout=2)
         cache = InventoryCache(client, settings.redis_namespace)

@@ -53,3 +53,42 @@ def test_resent_partial_is_not_merged_twice() -> None:
     twice.merge(partials)
     assert twice.duplicates == len(partials)
     assert once.to_dict() | {"duplicates": 0} == twice.to_dict() | {"duplicates": 0}
+
+
+def test_new_rollouts_reclassify_only_what_changed_and_agree_with_a_full_classification() -> None:
+    """Devices re-classify lazily against the rollouts changed since their generation; the
+    memberships must equal a classification from scratch against every rollout."""
+    import random
+
+    from gates.events import DeviceAttributes, RolloutPlan, RolloutState, Stage, TargetKind
+    from gates.partial import PartialAggregator
+
+    rng = random.Random(5)
+    agg = PartialAggregator(TEST_POLICY)
+    regions = ("eu", "us", "ap")
+    for i in range(300):
+        agg.step([DeviceAttributes(f"d{i}", region=rng.choice(regions), model=rng.choice(("m1", "m2")))])
+
+    def new_plan(rid: str, t: int) -> RolloutPlan:
+        stages = tuple(
+            Stage(f"s{k}", {"region": (rng.choice(regions),)}, rng.choice((10.0, 50.0, 100.0)))
+            for k in range(rng.randint(1, 3))
+        )
+        return RolloutPlan(rid, TargetKind.FIRMWARE, "2", "1", stages, 0, RolloutState.ACTIVE, t, "test-1")
+
+    def place(a: PartialAggregator, dev_id: str) -> list[tuple[str, int, int]]:
+        return [(m.rollout.rollout_id, m.assigned, m.mask) for m in a._device(dev_id).memb]
+
+    for step in range(12):
+        agg.observe_plan(new_plan(f"r{rng.randrange(6)}", T0 + step))  # new, changed or replaced
+        if step % 3 == 2:  # a device moves region: it must re-classify against every rollout
+            agg.step([DeviceAttributes("d7", region=rng.choice(regions), model="m1")])
+        touched = rng.sample(range(300), 40)  # the others stay generations behind
+        fresh = PartialAggregator(TEST_POLICY)
+        for info in agg.rollouts.values():
+            fresh.observe_plan(info.plan)
+        for i in touched + [7]:
+            fresh.devices[f"d{i}"] = type(agg.devices[f"d{i}"])()
+            fresh.devices[f"d{i}"].attrs = agg.devices[f"d{i}"].attrs
+            assert place(agg, f"d{i}") == place(fresh, f"d{i}"), (step, i)
+    assert len(agg.rollouts) > 1
