@@ -271,7 +271,7 @@ def build_app(
                 table[key] = stage.remember(gate)
             elif stage.status_failures:
                 # Redis was down at the last status write: retry on the next envelope (heartbeats
-                # come every commit interval), so the status catches up when Redis returns.
+                # come at least every few seconds), so the status catches up when Redis returns.
                 await loop.run_in_executor(None, stage.retry_status, gate)
 
     return app

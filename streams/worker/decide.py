@@ -1,8 +1,8 @@
 """The decider stage's per-rollout state: a gates Decider plus the watermarks of its sources.
 
 The watermark of a rollout is the minimum over the input partitions that feed it (each
-ingest partition sends its watermark with every partial and in a heartbeat on every
-commit).  The ingest stage flags a partition idle when it has no unread input and has
+ingest partition sends its watermark with every partial, and in a heartbeat when it enters
+a new window, when its idle flag flips, and at least every few seconds).  The ingest stage flags a partition idle when it has no unread input and has
 seen no event for its idle timeout; an idle partition is left out of the minimum, so it
 cannot stall a rollout forever.  When it brings events again it counts again, and what
 it brings for already-closed windows is merged as late data (and can still change a

@@ -10,9 +10,9 @@ enriched with inventory attributes and folded; closed windows leave as
 :class:`WindowPartial` envelopes on the internal ``partials`` topic, keyed by rollout.
 
 Exactly-once by Kafka transactions we control.  A transaction commits the partials and
-heartbeats produced since the last one as soon as a window closes in any partition (at most
-every ``_MIN_COMMIT_GAP_S``), and otherwise every ``commit_interval_s``: a closed window
-reaches the decider within one batch and one commit.  Less often -- spaced so that snapshotting takes at
+heartbeats produced since the last one as soon as a window closes in any partition (when
+caught up; at most every ``_MIN_COMMIT_GAP_S``), and otherwise every ``commit_interval_s``: a
+closed window reaches the decider within one batch and one commit.  Less often -- spaced so that snapshotting takes at
 most ``SNAPSHOT_BUDGET`` of the thread -- a *checkpoint* transaction also carries a snapshot
 of each touched partition engine (to the compacted ``ingest-state`` topic, partition *p*),
 the dead letters held since the last checkpoint, and the input offsets the snapshots have
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections import defaultdict
@@ -60,6 +61,7 @@ INPUT_TOPICS = ("telemetry", "acks", "device-commands")
 # Backpressure: a topic partition running this far ahead of its siblings is paused.
 _PAUSE_AT, _RESUME_AT = 50_000, 10_000
 SNAPSHOT_BUDGET = 0.2  # share of the ingest thread's time that checkpoints (snapshots) may take
+CHECKPOINT_SLICE_S = 0.05  # a periodic checkpoint snapshots dirty partitions for about this long
 # A heartbeat (partition watermark, per rollout) goes out when the watermark enters a new window
 # or the idle flag flips -- the decider acts on window boundaries only -- and at least this often,
 # so a restarted decider or a new rollout hears from every partition soon.
@@ -120,7 +122,8 @@ class IngestLoop:
         self.dirty: set[int] = set()
         self._window_closed = False  # since the last commit: commit at once, the decider waits for it
         self._heartbeats: dict[tuple[int, str], tuple[int, bool, float]] = {}  # last (window, idle, at)
-        self._held_dead_letters: list[DecodeError] = []  # produced with the next checkpoint
+        # per input partition (None: plans), produced with the checkpoint that snapshots it
+        self._held_dead_letters: dict[int | None, list[DecodeError]] = defaultdict(list)
         self.events_in = 0
         self.ready = threading.Event()
         self._consumer: Consumer | None = None
@@ -131,6 +134,7 @@ class IngestLoop:
         # that snapshotting takes at most SNAPSHOT_BUDGET of the time (docs/architecture.md).
         self._checkpoint_gap_s = commit_interval_s
         self._checkpointed_at = 0.0  # monotonic time of the last checkpoint
+        self._snapshotted_at: dict[int, float] = {}  # monotonic time of each partition's last snapshot
         self._log_start: dict[tuple[str, int], int] = {}  # first offset of each input topic partition
         self._consumer_fatal: str | None = None
         self._committed_at = 0.0  # monotonic time of the last committed transaction
@@ -420,8 +424,11 @@ class IngestLoop:
                     self.metrics.batch_seconds.observe(time.perf_counter() - started)
                 now = time.monotonic()
                 since = now - last_commit
-                if since >= self.commit_interval_s or (self._window_closed and since >= _MIN_COMMIT_GAP_S):
-                    self._commit(checkpoint=self._checkpoint_due(now))
+                # A closed window commits at once when we are caught up; a full batch means more
+                # input is waiting (catching up closes windows all the time), so the interval rules.
+                early = self._window_closed and len(msgs) < self.batch_size and since >= _MIN_COMMIT_GAP_S
+                if since >= self.commit_interval_s or early:
+                    self._commit(CHECKPOINT_SLICE_S if self._checkpoint_due(now) else None)
                     last_commit = time.monotonic()
             self._commit()
         except KafkaException as exc:
@@ -453,6 +460,7 @@ class IngestLoop:
         self.dirty.clear()
         self.paused.clear()
         self._held_dead_letters.clear()  # their records are read again from the last checkpoint
+        self._snapshotted_at.clear()
         self._heartbeats.clear()
         self._broken = False
 
@@ -464,7 +472,7 @@ class IngestLoop:
             return
         plans, errors = decoder.decode_batch(msgs)
         for err in errors:
-            self._dead_letter(err)
+            self._dead_letter(err, None)
         for plan in plans:
             if not isinstance(plan, RolloutPlan):
                 continue
@@ -529,7 +537,7 @@ class IngestLoop:
         events: list[Any] = []
         for item in released:
             if isinstance(item, DecodeError):
-                self._dead_letter(item)
+                self._dead_letter(item, partition)
                 events.append(self._error_count(item))
             else:
                 events.append(item)
@@ -618,22 +626,22 @@ class IngestLoop:
         self._producer.produce(self.partials_topic, key=env.rollout_id.encode(), value=value, headers=headers)
         self._producer.poll(0)
 
-    def _dead_letter(self, err: DecodeError) -> None:
+    def _dead_letter(self, err: DecodeError, partition: int | None) -> None:
         # Held until the checkpoint that commits the offsets past its record: a crash before
         # then reads the record again, and it must not be dead-lettered twice.
-        self._held_dead_letters.append(err)
+        self._held_dead_letters[partition].append(err)
         self.metrics.decode_errors.labels(err.topic, err.reason.value).inc()
         self.metrics.dead_letters.inc()
 
-    def _produce_dead_letters(self) -> None:
+    def _produce_dead_letters(self, partitions: list[int]) -> None:
         assert self._producer is not None
         framing = Framing(self.settings.output_framing)
-        for err in self._held_dead_letters:
-            value, headers = self.encoder.encode(err, framing)
-            self._producer.produce(
-                self.deadletter_topic, key=(err.topic or "").encode(), value=value, headers=headers
-            )
-        self._held_dead_letters.clear()
+        for p in [None, *partitions]:
+            for err in self._held_dead_letters.pop(p, ()):
+                value, headers = self.encoder.encode(err, framing)
+                self._producer.produce(
+                    self.deadletter_topic, key=(err.topic or "").encode(), value=value, headers=headers
+                )
 
     def _idle_partitions(self, consumer: Consumer) -> set[int]:
         """Partitions with nothing left to read on any input topic and no event for the idle timeout."""
@@ -657,9 +665,10 @@ class IngestLoop:
             late >= self._checkpoint_gap_s and not self._window_closed
         )
 
-    def _commit(self, checkpoint: bool = True) -> None:
-        """Commit the open transaction (partials, heartbeats); a checkpoint adds snapshots,
-        dead letters and input offsets.  Rebalances and shutdown always checkpoint."""
+    def _commit(self, checkpoint_s: float | None = math.inf) -> None:
+        """Commit the open transaction (partials, heartbeats).  With `checkpoint_s`, a checkpoint
+        too: snapshots of dirty partitions for about that long (oldest first; rebalances and
+        shutdown take them all), dead letters, and the input offsets of what was snapshotted."""
         producer, consumer = self._producer, self._consumer
         if producer is None or consumer is None:
             return
@@ -668,14 +677,14 @@ class IngestLoop:
             raise _TransactionLost(f"consumer failed: {self._consumer_fatal}")
         self._heartbeat(self._idle_partitions(consumer))
         self._window_closed = False
-        if checkpoint:
-            self._checkpoint(producer, consumer)
+        if checkpoint_s is not None:
+            self._checkpoint(producer, consumer, checkpoint_s)
         try:
             self._unstuck("commit_transaction", lambda: producer.commit_transaction(30), 45)
         except KafkaException as exc:
             self._abandon(producer, exc)
         self._committed_at = time.monotonic()
-        if checkpoint:
+        if checkpoint_s is not None:
             self._checkpointed_at = self._committed_at
         producer.begin_transaction()
 
@@ -692,10 +701,20 @@ class IngestLoop:
                         Envelope(EnvelopeKind.HEARTBEAT, rollout_id, p, 0, engine.watermark_ms, b"", beat[1])
                     )
 
-    def _checkpoint(self, producer: Producer, consumer: Consumer) -> None:
-        """Add to the open transaction: snapshots of touched partitions, dead letters, offsets."""
+    def _checkpoint(self, producer: Producer, consumer: Consumer, budget_s: float) -> None:
+        """Add to the open transaction: snapshots of dirty partitions, dead letters, offsets.
+
+        Snapshots run on the ingest thread, so one checkpoint takes only as many partitions as
+        fit in `budget_s` (at least one, the least recently snapshotted first): a closing window
+        never waits behind a whole worker's snapshots.  Offsets advance only for partitions
+        snapshotted here, so state and offsets stay in step per partition.
+        """
         started = time.perf_counter()
-        for p in sorted(self.dirty):
+        taken_now: list[int] = []
+        for p in sorted(self.dirty, key=lambda p: (self._snapshotted_at.get(p, 0.0), p)):
+            if taken_now and time.perf_counter() - started >= budget_s:
+                break
+            taken_now.append(p)
             engine = self.engines.get(p)
             if engine is not None:
                 # The input offsets this snapshot has folded, checked when it is restored.
@@ -707,15 +726,18 @@ class IngestLoop:
                     partition=p,
                     headers=[(_OFFSETS_HEADER, taken)],
                 )
-        self.dirty.clear()
+        self.dirty.difference_update(taken_now)
+        now = time.monotonic()
+        self._snapshotted_at.update((p, now) for p in taken_now)
         self._checkpoint_gap_s = max(
             self.commit_interval_s, (time.perf_counter() - started) / SNAPSHOT_BUDGET
         )
-        self._produce_dead_letters()
+        self._produce_dead_letters(taken_now)
         # Only what was folded is committed: buffered records are read again after a crash.
         positions = [
             TopicPartition(topic, p, offset)
-            for p, m in self.mergers.items()
+            for p in taken_now
+            if (m := self.mergers.get(p)) is not None
             for topic, offset in m.processed().items()
         ]
         if not positions:
