@@ -11,7 +11,7 @@
    partition) and we time from producing that record to the ROLLBACK being readable on
    the control topic ("after the window closes").
 
-Usage: python bench/pipeline.py [--devices 20000] [--seconds 60] [--samples 10]
+Usage: python bench/pipeline.py [--devices 20000] [--seconds 60] [--samples 16]
 Needs `make services`.  Prints figures; asserts nothing.
 """
 
@@ -225,7 +225,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=20_000)
     ap.add_argument("--seconds", type=int, default=60)
-    ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--samples", type=int, default=16)
     args = ap.parse_args()
 
     tag = uuid.uuid4().hex[:8]
