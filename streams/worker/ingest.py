@@ -35,7 +35,6 @@ from typing import Any, NoReturn
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from gates.errors import SnapshotError
 from gates.events import Ack, DecodeErrorCount, DeviceAttributes, RolloutPlan, Telemetry
 from gates.partition import PartitionEngine
 from gates.policy import GatePolicy
@@ -47,6 +46,7 @@ from streams.logs import log_event
 from streams.worker.envelope import Envelope, EnvelopeKind, encode_envelope
 from streams.worker.merge import Buffered, PartitionMerger
 from streams.worker.metrics import WorkerMetrics
+from streams.worker.snapshots import OFFSETS_HEADER, SnapshotRestorer
 
 __all__ = ["IngestLoop"]
 
@@ -67,14 +67,6 @@ CHECKPOINT_SLICE_S = 0.05  # a periodic checkpoint snapshots dirty partitions fo
 # so a restarted decider or a new rollout hears from every partition soon.
 HEARTBEAT_REFRESH_S = 5.0
 _MIN_COMMIT_GAP_S = 0.05  # commits on window closes, at most this often (catching up closes many)
-_OFFSETS_HEADER = "fleetgate-offsets"  # on a snapshot: {input topic: next offset} it has folded
-
-
-def _offsets_header(headers: list[tuple[str, bytes]] | None) -> dict[str, int] | None:
-    for key, value in headers or ():
-        if key == _OFFSETS_HEADER:
-            return {str(t): int(o) for t, o in json.loads(value).items()}
-    return None
 
 
 class IngestLoop:
@@ -136,6 +128,7 @@ class IngestLoop:
         self._checkpointed_at = 0.0  # monotonic time of the last checkpoint
         self._snapshotted_at: dict[int, float] = {}  # monotonic time of each partition's last snapshot
         self._log_start: dict[tuple[str, int], int] = {}  # first offset of each input topic partition
+        self._restorer = SnapshotRestorer(settings, policy, self.topics, self._log_start)
         self._consumer_fatal: str | None = None
         self._committed_at = 0.0  # monotonic time of the last committed transaction
 
@@ -216,7 +209,7 @@ class IngestLoop:
             low = consumer.get_watermark_offsets(tp, timeout=30)[0]
             self._log_start[(tp.topic, tp.partition)] = low
             committed[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else low
-        restored = self._restore(new, committed)
+        restored = self._restorer.restore(new, committed)
         for p in new:
             engine, offsets = restored[p]
             self.engines[p] = engine
@@ -244,116 +237,6 @@ class IngestLoop:
                 self.known_devices.pop(p, None)
                 self.unenriched.pop(p, None)
         log_event(log, "partitions revoked", partitions=sorted({tp.partition for tp in partitions}))
-
-    def _restore(
-        self, partitions: list[int], committed: dict[tuple[str, int], int], timeout_s: float = 60.0
-    ) -> dict[int, tuple[PartitionEngine, dict[str, int] | None]]:
-        """The latest committed snapshot of each partition, with the input offsets it was taken at.
-
-        A snapshot and the input offsets are committed in one transaction, but the broker makes
-        them readable separately: `commit_transaction` returns once the coordinator has decided,
-        and the commit markers reach the state partition asynchronously, while the offset fetch
-        (KIP-447, read_committed) already returns the new offsets.  A new owner reading the state
-        topic right after a rebalance could therefore see the previous snapshot (or none) next
-        to the newer offsets, and would skip the events in between (issue 5).  So we read until
-        the snapshot is at least as far as the committed offsets.
-        """
-        deadline = time.monotonic() + timeout_s
-        found = self._read_snapshots(partitions)
-        rereads = 0
-        while stale := [p for p in partitions if self._behind(p, found.get(p), committed)]:
-            if time.monotonic() >= deadline:
-                raise RuntimeError(
-                    f"the state topic {self.state_topic} holds no snapshot matching the committed "
-                    f"offsets of partitions {stale} after {timeout_s:.0f} s; refusing to resume "
-                    "(events would be skipped)"
-                )
-            time.sleep(0.1)
-            rereads += 1
-            found.update(self._read_snapshots(stale))
-        if rereads:
-            log_event(log, "waited for the committed snapshots to become readable", rereads=rereads)
-        out: dict[int, tuple[PartitionEngine, dict[str, int] | None]] = {}
-        for p in partitions:
-            value, offsets = found.get(p, (None, None))
-            engine, restored = self._engine_from(p, value)
-            # A discarded snapshot (another policy) says nothing about where to resume.
-            out[p] = (engine, offsets if restored else None)
-        return out
-
-    def _behind(
-        self,
-        partition: int,
-        snapshot: tuple[bytes, dict[str, int] | None] | None,
-        committed: dict[tuple[str, int], int],
-    ) -> bool:
-        """Whether the committed offsets are ahead of what the snapshot we read has folded."""
-        if snapshot is None:
-            # No snapshot readable: right only if nothing was folded yet (offsets at the log start).
-            return any(committed[(t, partition)] > self._log_start[(t, partition)] for t in self.topics)
-        taken = snapshot[1]
-        if taken is None:
-            return False  # written before snapshots recorded their offsets: cannot tell
-        return any(committed[(t, partition)] > taken.get(t, committed[(t, partition)]) for t in self.topics)
-
-    def _read_snapshots(self, partitions: list[int]) -> dict[int, tuple[bytes, dict[str, int] | None]]:
-        """Latest readable snapshot per partition (read_committed) and the offsets in its header.
-
-        One reader for all partitions: it starts a little before each partition's end (the
-        latest snapshot sits there, followed by transaction markers) and reads to the last
-        stable offset; a partition whose tail holds no snapshot is searched further back.
-        """
-        reader = Consumer(
-            self.settings.kafka_client_config()
-            | {
-                "group.id": f"{self.settings.group_id}-restore",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,  # EOF at the last stable offset: no waiting on timeouts
-            }
-        )
-        latest: dict[int, tuple[bytes, dict[str, int] | None]] = {}
-        try:
-            bounds = {
-                p: reader.get_watermark_offsets(TopicPartition(self.state_topic, p), timeout=30)
-                for p in partitions
-            }
-            start = {p: max(lo, hi - 16) for p, (lo, hi) in bounds.items() if hi > lo}
-            while start:
-                reader.assign([TopicPartition(self.state_topic, p, off) for p, off in start.items()])
-                open_ = set(start)
-                while open_:
-                    msgs = reader.consume(num_messages=256, timeout=10.0)
-                    if not msgs:
-                        raise RuntimeError(f"state topic {self.state_topic} did not answer while restoring")
-                    for m in msgs:
-                        if m.error() is not None and m.error().code() == KafkaError._PARTITION_EOF:
-                            open_.discard(m.partition())
-                        elif m.error() is None and m.value():
-                            latest[m.partition()] = (m.value(), _offsets_header(m.headers()))
-                start = {
-                    p: max(bounds[p][0], off - 1024)
-                    for p, off in start.items()
-                    if p not in latest and off > bounds[p][0]
-                }
-        finally:
-            reader.close()
-        return latest
-
-    def _engine_from(self, partition: int, snapshot: bytes | None) -> tuple[PartitionEngine, bool]:
-        """The engine of a snapshot (True) or a new one (False)."""
-        if snapshot is None:
-            return PartitionEngine(self.policy, partition), False
-        try:
-            engine = PartitionEngine.restore(self.policy, snapshot)
-        except SnapshotError as exc:
-            # A snapshot from another policy version cannot be reused (its state key differs).
-            log_event(
-                log, "discarding partition snapshot", logging.WARNING, partition=partition, error=str(exc)
-            )
-            return PartitionEngine(self.policy, partition), False
-        log_event(log, "partition restored", partition=partition, devices=len(engine.partial.devices))
-        return engine, True
 
     # --------------------------------------------------------------------- loop
     def run(self, stop: threading.Event, max_restarts: int = 5) -> None:
@@ -724,7 +607,7 @@ class IngestLoop:
                     key=str(p).encode(),
                     value=engine.snapshot(),
                     partition=p,
-                    headers=[(_OFFSETS_HEADER, taken)],
+                    headers=[(OFFSETS_HEADER, taken)],
                 )
         self.dirty.difference_update(taken_now)
         now = time.monotonic()
