@@ -2,13 +2,14 @@
 
 The watermark of a rollout is the minimum over the input partitions that feed it (each
 ingest partition sends its watermark with every partial, and in a heartbeat when it enters
-a new window, when its idle flag flips, and at least every few seconds).  The ingest stage flags a partition idle when it has no unread input and has
-seen no event for its idle timeout; an idle partition is left out of the minimum, so it
-cannot stall a rollout forever.  When it brings events again it counts again, and what
-it brings for already-closed windows is merged as late data (and can still change a
-decision).  Idleness is decided where the backlog is known, so a partition that is
-merely behind (restoring, rebalancing, catching up) is never skipped, and the decider
-itself reads no clock.
+a new window, when its idle flag flips, and at least every few seconds).  The ingest stage
+flags a partition idle when it has no unread input and has seen no event for its idle
+timeout; an idle partition is left out of the minimum, so it cannot stall a rollout
+forever.  When it brings events again it counts again, and what it brings for
+already-closed windows is merged as late data (and can still change a decision).
+Idleness is decided where the backlog is known, so a partition that is merely behind
+(restoring, rebalancing, catching up) is never skipped, and the decider itself reads no
+clock.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ class RolloutGate:
     def apply(self, env: Envelope, plan_decoder: Decoder) -> Applied:
         """Fold one envelope.
 
-        Heartbeats that only move a source's watermark change nothing durable: they are
-        rebuilt within one commit interval after a restart, so they are not persisted.  A
+        Heartbeats that only move a source's watermark change nothing durable: every source
+        sends one again within a few seconds after a restart, so they are not persisted.  A
         merged partial is persisted but publishes nothing until a window is evaluated (a
         window close brings one partial per input partition: publishing each would repeat
         the same cohort health as many times).

@@ -217,11 +217,12 @@ class IngestLoop:
             self.known_devices[p] = set(engine.partial.devices)
             for plan in self.plans.values():
                 engine.partial.observe_plan(plan)
-            self._heartbeats = {k: v for k, v in self._heartbeats.items() if k[0] != p}  # beat at once
             for topic in self.topics:
                 # The snapshot names the offsets it was taken at (same transaction as the offset
                 # commit); resuming there keeps state and input in step even if the two disagree.
                 self.mergers[p].start_at(topic, (offsets or {}).get(topic, committed[(topic, p)]))
+        # New partitions send their heartbeats at the next commit.
+        self._heartbeats = {k: v for k, v in self._heartbeats.items() if k[0] not in new}
         log_event(log, "partitions assigned", partitions=sorted({tp.partition for tp in partitions}))
         self.ready.set()
 
