@@ -32,6 +32,8 @@ from streams.worker.app import status_key
 from streams.worker.envelope import EnvelopeKind, decode_envelope
 from tests.pipeline import fleet
 from tests.pipeline.harness import (
+    LATENESS_MS,
+    WINDOW_MS,
     WorkerProcess,
     decisions,
     final_watermark,
@@ -200,6 +202,11 @@ def skewed_and_late(base_env: dict[str, str], tmp_path_factory: pytest.TempPathF
             "t0": t0,
             "held": len(held),
             "telemetry": telemetry,
+            "behind_2h_ts": [
+                ts
+                for _, rec, ts in items
+                if isinstance(rec, Telemetry) and group_of.get(rec.device_id) == "behind_2h"
+            ],  # type: ignore[attr-defined]
             "late_metric": metric(port, "fleetgate_late_events_total"),
             "skew_metric": metric(port, "fleetgate_clock_skew_events_total"),
             "dead_metric": metric(port, "fleetgate_dead_letters_total"),
@@ -248,9 +255,19 @@ def test_skewed_clocks_dead_letter_beyond_the_bounds_and_count_within(skewed_and
     assert len(dead) == beyond == r["dead_metric"]
     assert all(isinstance(d, DeadLetter) and d.reason == "timestamp_out_of_range" for d in dead)
     assert r["skew_metric"] == n["behind_2h"]  # every one counted at broker time, no other
-    # ... and by the engine, in the partials of every window closed so far (the last is still open).
-    in_partials = sum(a.clock_skew for p in r["partials"] for a in p.aggregates.values())
-    assert n["behind_2h"] - 30 <= in_partials <= n["behind_2h"]  # 10 devices x 3 reports per window
+    # ... and by the engine, at broker time, in the partials of the windows it has closed: exactly
+    # per window for every window the final watermark must have closed; never one that could not
+    # have closed yet (a partition's watermark trails the last record by the lateness at least).
+    skewed = Counter(ts // WINDOW_MS * WINDOW_MS for ts in r["behind_2h_ts"])
+    by_window = Counter[int]()
+    for p in r["partials"]:
+        by_window[p.window_start_ms] += sum(a.clock_skew for a in p.aggregates.values())
+    surely_closed = [w for w in skewed if w + WINDOW_MS <= final_watermark(r["items"])]
+    assert len(surely_closed) >= 10
+    assert {w: by_window[w] for w in surely_closed} == {w: skewed[w] for w in surely_closed}
+    may_close = max(ts for *_, ts in r["items"]) - LATENESS_MS
+    assert all(w + WINDOW_MS <= may_close for w, c in by_window.items() if c), by_window
+    assert sum(by_window.values()) <= n["behind_2h"]
     replay_agrees(r["settings"], r["items"], r["t0"])
 
 
