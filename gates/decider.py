@@ -59,6 +59,10 @@ class Decider:
         self.pending: dict[int, list[WindowPartial]] = {}  # partials of windows not evaluated yet
         self.first_reports: dict[str, int] = {}  # rollout -> first window holding telemetry
         self.health: list[CohortHealth] = []
+        # The latest evaluation of each (rollout, stage): window index, action, reasons.  A decision
+        # is emitted only when the action changes, but what a HOLD waits for changes every window.
+        # Derived, not state: a restored decider fills it again at its next evaluation.
+        self.latest: dict[tuple[str, int], tuple[int, Action, tuple[Reason, ...]]] = {}
 
     # ----------------------------------------------------------------- inputs
     def observe_plan(self, plan: RolloutPlan) -> None:
@@ -293,6 +297,7 @@ class Decider:
         if action is Action.PROCEED and soaked < pol.soak_windows and not passed:
             action = Action.HOLD
         health.extend(cohort_health(plan, stage, idx, now, self._sum(rid, idx, idx, base_pick), cum, w))
+        self.latest[(rid, stage)] = (idx, action, tuple(reasons))
         if action == st.last_action:
             return None
         st.last_action = action

@@ -98,7 +98,7 @@ def _cmd_executor(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    Executor(settings, offline_after_ms=args.offline_after).run(stop)
+    Executor(settings, offline_after_ms=args.offline_after, instance=args.instance).run(stop)
     return 0
 
 
@@ -200,6 +200,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=_duration_ms,
         default=10 * 60_000,
         help="a device silent this long gets its rollback queued until it reconnects (default 10m)",
+    )
+    p.add_argument(
+        "--instance",
+        default="0",
+        help="unique per executor process: its static group membership (a restart resumes at once)",
     )
     p.set_defaults(handler=_cmd_executor)
 

@@ -92,7 +92,9 @@ class Executor:
         offline_after_ms: int = 10 * 60_000,
         poll_timeout_s: float = 0.1,
         faults: Iterable[FaultPoint] = (),
+        instance: str | None = None,
     ) -> None:
+        """`instance` (unique per executor process) makes its consumers static group members."""
         self.settings = settings
         self.clock = clock
         self.offline_after_ms = offline_after_ms
@@ -106,9 +108,12 @@ class Executor:
         self.t_rollouts = settings.topic("rollouts")
         self.t_acks = settings.topic("acks")
         self.producer = make_producer(settings)
-        self.control = make_consumer(settings, f"{settings.group_id}-executor", [self.t_control])
+        self.control = make_consumer(settings, f"{settings.group_id}-executor", [self.t_control], instance)
         self.feed = make_consumer(
-            settings, f"{settings.group_id}-executor-versions", [self.t_acks, settings.topic("telemetry")]
+            settings,
+            f"{settings.group_id}-executor-versions",
+            [self.t_acks, settings.topic("telemetry")],
+            instance,
         )
         self._decisions = Decoder(OUTPUT)
         self.guard = DecisionGuard(

@@ -179,6 +179,9 @@ class DeciderStage:
             }
         if health:
             mapping["health"] = json.dumps([_health_json(h) for h in health])
+        latest = gate.latest()
+        if latest:  # what each stage's action rests on now, also while it holds (no new decision)
+            mapping["latest"] = json.dumps(latest)
         try:
             self.redis.hset(status_key(self.settings, gate.rollout_id), mapping=mapping)
         except redis.RedisError as exc:

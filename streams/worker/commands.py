@@ -48,7 +48,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     if not status:
         print(f"no status for rollout {args.rollout!r} yet (is a worker running?)")
         return 1
-    for key in ("reasons", "health"):
+    for key in ("reasons", "health", "latest"):
         if key in status:
             status[key] = json.loads(status[key])
     print(json.dumps(status, indent=2, sort_keys=True))

@@ -15,6 +15,7 @@ clock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from gates.decider import Decider
 from gates.events import CohortHealth, Decision, RolloutPlan, RolloutState
@@ -116,6 +117,23 @@ class RolloutGate:
 
     def health(self) -> list[CohortHealth]:
         return [h for h in self.decider.health if h.rollout_id == self.rollout_id]
+
+    def latest(self) -> list[dict[str, Any]]:
+        """Each stage's latest evaluation (emitted or not), window end and what it rests on."""
+        w = self.decider.policy.window_ms
+        return [
+            {
+                "stage": stage,
+                "window_end_ms": (idx + 1) * w,
+                "action": action.value,
+                "reasons": [
+                    {"rule_id": r.rule_id, "verdict": r.verdict, "observed": r.observed, "detail": r.detail}
+                    for r in reasons
+                ],
+            }
+            for (rid, stage), (idx, action, reasons) in sorted(self.decider.latest.items())
+            if rid == self.rollout_id
+        ]
 
     # ------------------------------------------------------------------ state
     def to_bytes(self) -> bytes:

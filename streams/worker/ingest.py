@@ -33,9 +33,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from gates.events import Ack, DecodeErrorCount, DeviceAttributes, RolloutPlan, Telemetry
+from gates.events import Ack, DecodeErrorCount, RolloutPlan, Telemetry
 from gates.partition import PartitionEngine
 from gates.policy import GatePolicy
 from gates.wire import WindowPartial
@@ -43,17 +43,15 @@ from streams.codecs import DecodeError, Decoder, Encoder, Framing
 from streams.config import Settings
 from streams.inventory import InventoryCache
 from streams.logs import log_event
+from streams.worker.bounded import TransactionLost, call_within
+from streams.worker.enrich import Enricher
 from streams.worker.envelope import Envelope, EnvelopeKind, encode_envelope
 from streams.worker.merge import Buffered, PartitionMerger
 from streams.worker.metrics import WorkerMetrics
+from streams.worker.plans import PlanReader
 from streams.worker.snapshots import OFFSETS_HEADER, SnapshotRestorer
 
 __all__ = ["IngestLoop"]
-
-
-class _TransactionLost(Exception):
-    """The open transaction was aborted or this producer was fenced: state must be rebuilt."""
-
 
 log = logging.getLogger("fleetgate.ingest")
 
@@ -88,8 +86,8 @@ class IngestLoop:
         self.settings = settings
         self.policy = policy
         self.instance = instance
-        self.inventory = inventory
         self.metrics = metrics or WorkerMetrics()
+        self.enricher = Enricher(inventory, self.metrics)
         self.commit_interval_s = commit_interval_s
         self.idle_timeout_s = idle_timeout_s
         self.last_event_at: dict[int, float] = {}  # wall-clock time of each partition's last event
@@ -109,8 +107,6 @@ class IngestLoop:
         self.mergers: dict[int, PartitionMerger] = {}
         self.paused: set[tuple[str, int]] = set()
         self.plans: dict[str, RolloutPlan] = {}
-        self.known_devices: dict[int, set[str]] = {}
-        self.unenriched: dict[int, set[str]] = {}  # looked up while Redis was down
         self.dirty: set[int] = set()
         self._window_closed = False  # since the last commit: commit at once, the decider waits for it
         self._heartbeats: dict[tuple[int, str], tuple[int, bool, float]] = {}  # last (window, idle, at)
@@ -120,7 +116,7 @@ class IngestLoop:
         self.ready = threading.Event()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
-        self._plans_consumer: Consumer | None = None
+        self._plans: PlanReader | None = None
         self._broken = False  # the current transaction cannot be committed any more
         # Snapshots cost time in proportion to the devices held; checkpoints are spaced so
         # that snapshotting takes at most SNAPSHOT_BUDGET of the time (docs/architecture.md).
@@ -163,16 +159,10 @@ class IngestLoop:
             }
         )
         self._consumer.subscribe(list(self.topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
-        # Plans are small and every partition needs all of them: read the whole topic, no group.
-        self._plans_consumer = Consumer(
-            base | {"group.id": f"{group}-plans-{self.instance}", "enable.auto.commit": False}
+        self._plans = PlanReader(
+            base | {"group.id": f"{group}-plans-{self.instance}"}, self.settings.topic("rollouts")
         )
-        meta = self._plans_consumer.list_topics(self.settings.topic("rollouts"), timeout=30)
-        parts = meta.topics[self.settings.topic("rollouts")].partitions
-        self._plans_consumer.assign(
-            [TopicPartition(self.settings.topic("rollouts"), p, OFFSET_BEGINNING) for p in parts]
-        )
-        self._catch_up_plans([TopicPartition(self.settings.topic("rollouts"), p) for p in parts])
+        self._catch_up_plans()
 
     def _on_consumer_error(self, error: KafkaError) -> None:
         # A fatal consumer error (e.g. fenced after its session expired while the broker was
@@ -180,21 +170,14 @@ class IngestLoop:
         if error.fatal():
             self._consumer_fatal = error.str()
 
-    def _catch_up_plans(self, partitions: list[TopicPartition], timeout_s: float = 30.0) -> None:
+    def _catch_up_plans(self, timeout_s: float = 30.0) -> None:
         """Read every existing plan before the first device event, so start-up order is fixed."""
-        assert self._plans_consumer is not None
-        ends = {
-            tp.partition: self._plans_consumer.get_watermark_offsets(tp, timeout=timeout_s)[1]
-            for tp in partitions
-        }
+        assert self._plans is not None
+        ends = self._plans.ends(timeout_s)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self._poll_plans(timeout=0.2)
-            done = all(
-                tp.offset >= ends[tp.partition] or ends[tp.partition] == 0
-                for tp in self._plans_consumer.position(partitions)
-            )
-            if done:
+            if self._plans.reached(ends):
                 return
         raise RuntimeError(f"could not read the rollouts topic to its end within {timeout_s} s")
 
@@ -214,7 +197,7 @@ class IngestLoop:
             engine, offsets = restored[p]
             self.engines[p] = engine
             self.mergers[p] = PartitionMerger(tuple(self.topics))
-            self.known_devices[p] = set(engine.partial.devices)
+            self.enricher.assign(p, engine.partial.devices)
             for plan in self.plans.values():
                 engine.partial.observe_plan(plan)
             for topic in self.topics:
@@ -235,8 +218,7 @@ class IngestLoop:
             if p not in remaining:
                 del self.engines[p]
                 self.mergers.pop(p, None)
-                self.known_devices.pop(p, None)
-                self.unenriched.pop(p, None)
+                self.enricher.revoke(p)
         log_event(log, "partitions revoked", partitions=sorted({tp.partition for tp in partitions}))
 
     # --------------------------------------------------------------------- loop
@@ -253,7 +235,7 @@ class IngestLoop:
             try:
                 self._run(stop)
                 return
-            except _TransactionLost as exc:
+            except TransactionLost as exc:
                 # "In a row": a restart that got as far as a successful commit starts the count anew.
                 restarts = 1 if self._committed_at > started else restarts + 1
                 log_event(log, "ingest restarting from the last commit", logging.WARNING, error=str(exc))
@@ -262,41 +244,13 @@ class IngestLoop:
                 self._reset()
                 stop.wait(min(2.0**restarts, 15.0))  # e.g. the broker is still coming back
 
-    def _unstuck(self, what: str, call: Callable[[], Any], timeout_s: float) -> Any:
-        """Run a blocking transactional call, but give up on it after `timeout_s`.
-
-        librdkafka's send_offsets_to_transaction() ignores its own timeout and can block for ever
-        when the group coordinator goes away mid-transaction (librdkafka #5456, seen here when
-        the broker is killed and restarted).  The call runs on a helper thread; if it does not
-        return in time the transaction is given up as lost: the stage drops its state and starts
-        again from the last commit with new clients (the new producer fences the stuck one).
-        """
-        box: dict[str, Any] = {}
-        done = threading.Event()
-
-        def run() -> None:
-            try:
-                box["result"] = call()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-                box["error"] = exc
-            finally:
-                done.set()
-
-        threading.Thread(target=run, name=f"fleetgate-{what}", daemon=True).start()
-        if not done.wait(timeout_s):
-            self._broken = True
-            raise _TransactionLost(f"{what} did not return within {timeout_s:.0f} s")
-        if "error" in box:
-            raise box["error"]
-        return box.get("result")
-
     def _run(self, stop: threading.Event) -> None:
         try:
             self._open()
         except KafkaException as exc:  # e.g. the broker is down: try again from the last commit
             self._broken = True
             self._close()
-            raise _TransactionLost(f"could not open the Kafka clients: {exc}") from exc
+            raise TransactionLost(f"could not open the Kafka clients: {exc}") from exc
         assert self._consumer is not None
         last_commit = time.monotonic()
         try:
@@ -315,11 +269,14 @@ class IngestLoop:
                     self._commit(CHECKPOINT_SLICE_S if self._checkpoint_due(now) else None)
                     last_commit = time.monotonic()
             self._commit()
+        except TransactionLost:
+            self._broken = True  # nothing of the open transaction may be committed
+            raise
         except KafkaException as exc:
             error = exc.args[0]
             if error.fatal() or error.txn_requires_abort():
                 self._broken = True
-                raise _TransactionLost(str(error)) from exc
+                raise TransactionLost(str(error)) from exc
             raise
         finally:
             self._close()
@@ -328,9 +285,9 @@ class IngestLoop:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
-        if self._plans_consumer is not None:
-            self._plans_consumer.close()
-            self._plans_consumer = None
+        if self._plans is not None:
+            self._plans.close()
+            self._plans = None
         if self._producer is not None and not self._broken:
             self._producer.flush(10)
         self._producer = None
@@ -339,8 +296,7 @@ class IngestLoop:
         self._consumer_fatal = None
         self.engines.clear()
         self.mergers.clear()
-        self.known_devices.clear()
-        self.unenriched.clear()
+        self.enricher.clear()
         self.dirty.clear()
         self.paused.clear()
         self._held_dead_letters.clear()  # their records are read again from the last checkpoint
@@ -349,17 +305,11 @@ class IngestLoop:
         self._broken = False
 
     def _poll_plans(self, timeout: float = 0) -> None:
-        assert self._plans_consumer is not None
-        decoder = self.decoders[self.settings.topic("device-commands")]
-        msgs = self._plans_consumer.consume(num_messages=100, timeout=timeout)
-        if not msgs:
-            return
-        plans, errors = decoder.decode_batch(msgs)
+        assert self._plans is not None
+        plans, errors = self._plans.poll(timeout)
         for err in errors:
             self._dead_letter(err, None)
         for plan in plans:
-            if not isinstance(plan, RolloutPlan):
-                continue
             old = self.plans.get(plan.rollout_id)
             if old is not None and plan.updated_at_ms < old.updated_at_ms:
                 continue
@@ -432,7 +382,7 @@ class IngestLoop:
             # The engine counts these at the broker's time (and per window as clock_skew).
             if type(ev) in (Telemetry, Ack) and abs(ev.event_time_ms - ev.ingest_time_ms) > skew:
                 self.metrics.clock_skew.labels(type(ev).__name__.lower()).inc()
-        events = self._enrich(partition, events)
+        events = self.enricher.enrich(partition, events)
         self.events_in += len(events)
         self.last_event_at[partition] = self.clock()
         for partial in engine.step(events):
@@ -460,32 +410,6 @@ class IngestLoop:
         window = self.policy.window_ms
         t = err.timestamp_ms if err.timestamp_ms >= 0 else 0
         return DecodeErrorCount(err.firmware_version or "unknown", t - t % window, err.reason.value, 1)
-
-    def _enrich(self, partition: int, events: list[Any]) -> list[Any]:
-        """Prepend DeviceAttributes for devices this partition's engine has not been told about."""
-        if self.inventory is None:
-            return events
-        known = self.known_devices.setdefault(partition, set())
-        pending = self.unenriched.setdefault(partition, set())
-        wanted = {
-            d
-            for ev in events
-            if (d := getattr(ev, "device_id", None)) is not None and (d not in known or d in pending)
-        }
-        if not wanted:
-            return events
-        found = self.inventory.lookup_many(wanted)
-        attrs: list[Any] = []
-        for device_id in sorted(wanted):
-            value = found.get(device_id)
-            if value is None and not self.inventory.redis_available:
-                pending.add(device_id)  # Redis down: try again on the device's next event
-                self.metrics.inventory_misses.inc()
-                continue
-            pending.discard(device_id)
-            known.add(device_id)
-            attrs.append(value or DeviceAttributes(device_id))
-        return attrs + events
 
     # ------------------------------------------------------------------ output
     def _send_partial(self, partial: WindowPartial) -> None:
@@ -557,14 +481,13 @@ class IngestLoop:
         if producer is None or consumer is None:
             return
         if self._consumer_fatal is not None:
-            self._broken = True  # nothing of this transaction may be committed: rebuild from the last commit
-            raise _TransactionLost(f"consumer failed: {self._consumer_fatal}")
+            raise TransactionLost(f"consumer failed: {self._consumer_fatal}")  # rebuild from the last commit
         self._heartbeat(self._idle_partitions(consumer))
         self._window_closed = False
         if checkpoint_s is not None:
             self._checkpoint(producer, consumer, checkpoint_s)
         try:
-            self._unstuck("commit_transaction", lambda: producer.commit_transaction(30), 45)
+            call_within("commit_transaction", lambda: producer.commit_transaction(30), 45)
         except KafkaException as exc:
             self._abandon(producer, exc)
         self._committed_at = time.monotonic()
@@ -628,7 +551,7 @@ class IngestLoop:
             return
         metadata = consumer.consumer_group_metadata()
         try:
-            self._unstuck(
+            call_within(
                 "send_offsets_to_transaction",
                 lambda: producer.send_offsets_to_transaction(positions, metadata, 15),
                 20,
@@ -643,5 +566,5 @@ class IngestLoop:
         if error.txn_requires_abort():
             producer.abort_transaction(30)
         if error.txn_requires_abort() or error.fatal():
-            raise _TransactionLost(str(error)) from exc
+            raise TransactionLost(str(error)) from exc
         raise exc

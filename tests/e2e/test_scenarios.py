@@ -32,6 +32,7 @@ from streams.executor.store import ExecutorStore
 from streams.inventory import load_inventory_csv
 from streams.simulator import SimulatorConfig, generate_fleet, start_simulator
 from streams.topics import create_topics, topic_names
+from streams.worker.app import status_key
 from tests.pipeline.harness import WorkerProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
@@ -149,7 +150,12 @@ def _run(scenario: str, env: dict[str, str], settings: Settings, tmp_path: Path)
     summary = json.dumps(outcome.to_dict() | {"final": final, "elapsed_s": round(elapsed, 1)}, indent=1)
     (tmp_path / "outcome.json").write_text(summary)
     print(summary)
-    assert not final.startswith("TIMEOUT"), f"{scenario}: no final state in {case.timeout_s} s\n{summary}"
+    if final.startswith("TIMEOUT"):
+        # What the gate last said and saw (its reasons and watermark), to tell a stuck stage apart.
+        gate = store.client.hgetall(status_key(settings, spec.rollout_id))
+        raise AssertionError(
+            f"{scenario}: no final state in {case.timeout_s} s\n{summary}\ngate status: {gate}"
+        )
     assert outcome.ok, f"{scenario}:\n" + "\n".join(outcome.problems) + f"\n{summary}"
 
 

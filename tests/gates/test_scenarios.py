@@ -56,6 +56,18 @@ def test_evidence_pending_holds_and_never_proceeds() -> None:
     assert any(r.rule_id == "ack-failure" and "needs 50" in r.detail for r in pending)
 
 
+def test_latest_evaluation_follows_a_held_stage() -> None:
+    """A HOLD is emitted once, but the stage's latest evaluation (`fleetgate status`) moves on with
+    every window and says what it waits for now."""
+    eng, decisions = run(TEST_POLICY, Fleet(n=30, faults=Faults(ack_fail=0.2)).events())
+    (held,) = [d for d in decisions if d.stage == 0]
+    idx, action, reasons = eng.decider.latest[("r1", 0)]
+    assert action is Action.HOLD
+    assert (idx + 1) * W > held.window_end_ms + 5 * W
+    ack = next(r for r in reasons if r.rule_id == "ack-failure")
+    assert ack.verdict == "pending" and ack != next(r for r in held.reasons if r.rule_id == "ack-failure")
+
+
 def test_no_data_at_all_is_hold() -> None:
     eng = Engine(TEST_POLICY)
     eng.step(Fleet(n=5).events()[:6])  # plan + inventory only
