@@ -195,8 +195,12 @@ class Executor:
         msgs = self.feed.consume(num_messages=2000, timeout=min(t, 0.05))
         if msgs:
             n += len(msgs)
+            for msg in msgs:
+                if msg.error() is not None:  # e.g. topic not yet available
+                    self._log("feed_consumer_error", error=str(msg.error()))
             self._handle_feed(msgs)
-            self.feed.commit(asynchronous=False)
+            if any(msg.error() is None for msg in msgs):  # only error events: no offset to commit
+                self.feed.commit(asynchronous=False)
         return n
 
     # ------------------------------------------------------------- decisions

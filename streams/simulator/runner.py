@@ -139,12 +139,17 @@ def _command_consumer(settings: Settings, since_ms: int) -> Consumer:
             "auto.offset.reset": "latest",
         }
     )
-    meta = consumer.list_topics(topic, timeout=10)
-    parts = sorted(meta.topics[topic].partitions) if topic in meta.topics else []
-    if not parts:
-        raise RuntimeError(f"topic {topic} does not exist: run `fleetgate topics create`")
-    wanted = [TopicPartition(topic, p, since_ms) for p in parts]
     deadline = time.monotonic() + 30
+    while True:  # a broker that has just started may not know a topic created a moment ago yet
+        meta = consumer.list_topics(topic, timeout=10)
+        parts = sorted(meta.topics[topic].partitions) if topic in meta.topics else []
+        if parts:
+            break
+        if time.monotonic() > deadline:
+            consumer.close()
+            raise RuntimeError(f"topic {topic} does not exist: run `fleetgate topics create`")
+        time.sleep(0.2)
+    wanted = [TopicPartition(topic, p, since_ms) for p in parts]
     while True:  # a topic created a moment ago may not have partition leaders yet
         try:
             found = consumer.offsets_for_times(wanted, timeout=10)

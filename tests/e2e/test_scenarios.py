@@ -89,11 +89,20 @@ def e2e_env(settings_env: dict[str, str], unique: str):  # type: ignore[no-untyp
         client.delete(*keys[i : i + 1000])
 
 
-def _wait_final(store: ExecutorStore, rid: str, timeout_s: float, worker: WorkerProcess) -> str:
+def _wait_final(
+    store: ExecutorStore, rid: str, timeout_s: float, worker: WorkerProcess, gate_key: str, trail: Path
+) -> str:
+    """The rollout's final state; the gate's evaluations on the way go to `trail` (one per window)."""
     deadline = time.monotonic() + timeout_s
     since: float | None = None
     state = "none"
+    last = None
     while time.monotonic() < deadline:
+        latest = store.client.hget(gate_key, "latest")
+        if latest is not None and latest != last:
+            with trail.open("ab") as f:
+                f.write(latest + b"\n")
+            last = latest
         assert worker.proc.poll() is None, f"worker exited with {worker.proc.returncode}:\n{worker.tail()}"
         st = store.load_status(rid)
         state = st.state.value if st else "none"
@@ -131,7 +140,8 @@ def _run(scenario: str, env: dict[str, str], settings: Settings, tmp_path: Path)
         ex_thread.start()
         time.sleep(3)  # the first reports flow; the executor has recovered
         start(settings, spec, "e2e", f"scenario {scenario}")
-        final = _wait_final(store, spec.rollout_id, case.timeout_s, worker)
+        gate_key = status_key(settings, spec.rollout_id)
+        final = _wait_final(store, spec.rollout_id, case.timeout_s, worker, gate_key, tmp_path / "gate.jsonl")
     finally:
         sim.stop()
         stop.set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from collections import Counter
 
 import pytest
@@ -242,3 +243,28 @@ def test_config_rollback_restores_previous_config(settings: Settings, fleet) -> 
     finally:
         ex.close()
         cmds.close()
+
+
+def test_consumer_error_events_do_not_stop_the_executor(
+    settings_env: dict[str, str], unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before its topics exist, the executor's consumers deliver error events only (unknown
+    topic): it logs them and keeps running, with nothing to commit (it used to die on _NO_OFFSET)."""
+    from streams.config import load_settings
+
+    bare = load_settings(
+        settings_env
+        | {
+            "FLEETGATE_TOPIC_PREFIX": f"test.{unique}.absent.",
+            "FLEETGATE_REDIS_NAMESPACE": f"test-{unique}",
+            "FLEETGATE_GROUP_ID": f"g-{unique}",
+        }
+    )
+    caplog.set_level(logging.INFO, logger="fleetgate.executor")
+    ex = Executor(bare)
+    try:
+        until(ex.step, lambda: "feed_consumer_error" in caplog.text, timeout=30)
+        for _ in range(20):
+            ex.step()  # more error events, still no commit attempted
+    finally:
+        ex.close()
