@@ -29,7 +29,7 @@ from gates.wire import WindowPartial
 
 __all__ = ["ENGINE_VERSION", "Decider", "StageState", "decision_id"]
 
-ENGINE_VERSION = "2"  # 2: metric presence compared per report shape
+ENGINE_VERSION = "3"  # 2: metric presence compared per report shape; 3: pre-update decode baseline
 _EVALUATED = (RolloutState.ACTIVE, RolloutState.PAUSED)
 _NEG = -(2**62)
 
@@ -133,6 +133,8 @@ class Decider:
                 if mine is None:
                     mine = store[key] = WindowAggregate()
                 mine.merge(agg)
+            if key.is_baseline:
+                self._late_pre_decode(rid, idx, key, agg)
             if key.cohort == VERSION_WIDE:
                 continue
             if not key.is_baseline:
@@ -143,6 +145,7 @@ class Decider:
                 ):
                     st.first_exposed = idx
                     st.pre_baseline = self._pre_baseline(rid, key.cohort, idx)
+                    st.pre_decode = self._pre_decode(rid, idx)
             else:
                 for (srid, sidx), st in self.stages.items():
                     if (
@@ -153,6 +156,32 @@ class Decider:
                         and st.first_exposed - lookback <= idx < st.first_exposed
                     ):
                         st.pre_baseline.merge(agg)
+
+    def _pre_decode(self, rid: str, first: int) -> WindowAggregate:
+        """Previous-version reports and decode errors of the rollout in the look-back before `first`."""
+        out = WindowAggregate()
+        for idx, win in self.windows.get(rid, {}).items():
+            if first - self.policy.lookback_windows <= idx < first:
+                for key, agg in win.items():
+                    if key.is_baseline:
+                        out.decode_errors += agg.decode_errors
+                        if key.cohort != VERSION_WIDE:
+                            out.reports += agg.reports
+        return out
+
+    def _late_pre_decode(self, rid: str, idx: int, key: CohortKey, agg: WindowAggregate) -> None:
+        """A late previous-version partial of a window some stage's pre-update look-back covers."""
+        lookback = self.policy.lookback_windows
+        for (srid, _), st in self.stages.items():
+            if (
+                srid == rid
+                and st.pre_decode is not None
+                and st.first_exposed is not None
+                and st.first_exposed - lookback <= idx < st.first_exposed
+            ):
+                st.pre_decode.decode_errors += agg.decode_errors
+                if key.cohort != VERSION_WIDE:
+                    st.pre_decode.reports += agg.reports
 
     def _pre_baseline(self, rid: str, stage: int, first: int) -> WindowAggregate:
         out = WindowAggregate()
@@ -228,12 +257,12 @@ class Decider:
         treated = self._sum(rid, lo, idx, treated_pick)
         control = self._sum(rid, lo, idx, base_pick)
         baseline, source = control, "control"
+        min_base = max((r.min_samples for r in pol.rules), default=0)
         if st.pre_baseline is not None and st.pre_baseline.reports > control.reports:
             # The stage's own reports from before its first exposure replace the control when the
             # control is too small to use, or when they span a whole look-back of reporting (not
             # the rollout's first, partial windows) and outnumber it: the control shrinks as this
             # stage and later ones update, and a few not-yet-updated devices are a noisy yardstick.
-            min_base = max((r.min_samples for r in pol.rules), default=0)
             first = st.first_exposed if st.first_exposed is not None else idx
             whole = first - pol.lookback_windows >= self.first_reports.get(rid, first)
             if whole or (control.population < min_base and control.reports < min_base):
@@ -242,17 +271,25 @@ class Decider:
         add_cum(cum, st.cum)
         add_cum(cum, st.cum_at_ack, -1)
         all_treated = self._sum(rid, lo, idx, lambda k: not k.is_baseline and k.cohort != VERSION_WIDE)
+        decode_base = self._sum(rid, lo, idx, lambda k: k.cohort == VERSION_WIDE and k.is_baseline)
+        base_reports = self._sum(rid, lo, idx, lambda k: k.is_baseline and k.cohort != VERSION_WIDE).reports
+        decode_source = "control"
+        pre = st.pre_decode
+        live_n = decode_base.decode_errors + base_reports
+        if pre is not None and live_n < min_base and pre.decode_errors + pre.reports > live_n:
+            # The previous version leaves the fleet as the last stages update: once too few of its
+            # reports are left, the decode-error rate it had before this stage is the yardstick.
+            decode_base, base_reports, decode_source = pre, pre.reports, "pre-update"
         ev = Evidence(
             treated=treated,
             baseline=baseline,
             baseline_source=source,
             cumulative=cum,
             decode_treated=self._sum(rid, lo, idx, lambda k: k.cohort == VERSION_WIDE and not k.is_baseline),
-            decode_baseline=self._sum(rid, lo, idx, lambda k: k.cohort == VERSION_WIDE and k.is_baseline),
+            decode_baseline=decode_base,
+            decode_baseline_source=decode_source,
             treated_reports=all_treated.reports,
-            baseline_reports=self._sum(
-                rid, lo, idx, lambda k: k.is_baseline and k.cohort != VERSION_WIDE
-            ).reports,
+            baseline_reports=base_reports,
             exposed=st.cum.commanded,
             window_ms=w,
             z=self._z,

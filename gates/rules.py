@@ -38,6 +38,7 @@ class Evidence:
     cumulative: WindowAggregate  # treated event counts since the stage started (or the last ack)
     decode_treated: WindowAggregate  # version-wide decode errors, target version
     decode_baseline: WindowAggregate  # version-wide decode errors, previous version
+    decode_baseline_source: str  # "control" (live previous version) | "pre-update"
     treated_reports: int  # target-version reports of the whole rollout (decode denominator)
     baseline_reports: int
     exposed: int  # devices commanded in the stage
@@ -75,7 +76,14 @@ def _worse(value: float, limit: float, above: bool) -> bool:
 
 
 def _proportion(
-    rule: Rule, ev: Evidence, x1: int, n1: int, x0: int, n0: int, metric: str | None = None
+    rule: Rule,
+    ev: Evidence,
+    x1: int,
+    n1: int,
+    x0: int,
+    n0: int,
+    metric: str | None = None,
+    source: str | None = None,
 ) -> Reason:
     above = rule.direction == "above"
     need = rule.required_samples(ev.exposed)
@@ -96,7 +104,7 @@ def _proportion(
         )
     p0 = x0 / n0
     z, _diff, _se = proportion_vs_baseline(x1, n1, x0, n0, rule.threshold)
-    detail = f"{rule.direction} {rule.threshold:g} x {ev.baseline_source} baseline, z={z:.2f}"
+    detail = f"{rule.direction} {rule.threshold:g} x {source or ev.baseline_source} baseline, z={z:.2f}"
     if (z > ev.z) if above else (z < -ev.z):
         return _reason(rule, BREACH, p1, p0, n1, lo, hi, detail, metric)
     verdict = PENDING if _worse(p1, rule.threshold * p0, above) else PASS
@@ -191,7 +199,8 @@ def evaluate_rule(rule: Rule, ev: Evidence, policy: GatePolicy) -> list[Reason]:
         return [_proportion(rule, ev, t.offline, t.population, b.offline, b.population)]
     if m is Metric.DECODE_ERROR_RATE:
         x1, x0 = ev.decode_treated.decode_errors, ev.decode_baseline.decode_errors
-        return [_proportion(rule, ev, x1, x1 + ev.treated_reports, x0, x0 + ev.baseline_reports)]
+        n1, n0 = x1 + ev.treated_reports, x0 + ev.baseline_reports
+        return [_proportion(rule, ev, x1, n1, x0, n0, source=ev.decode_baseline_source)]
     if m is Metric.RECONNECT_RATE:
         return [_rate(rule, ev, t.reconnects, t.reporting, b.reconnects, b.reporting)]
     if m is Metric.ERROR_RATE:

@@ -34,6 +34,7 @@ class StageState:
         "ack_upto_ms",
         "first_exposed",
         "pre_baseline",
+        "pre_decode",
     )
 
     def __init__(self) -> None:
@@ -44,6 +45,8 @@ class StageState:
         self.ack_upto_ms = _NEG
         self.first_exposed: int | None = None
         self.pre_baseline: WindowAggregate | None = None
+        # previous-version reports and decode errors, rollout-wide, in the same look-back
+        self.pre_decode: WindowAggregate | None = None
 
     def streak(self, name: str, idx: int, hit: bool | None) -> int:
         """Consecutive-window counter; ``hit=None`` (pending) keeps it, re-evaluation is idempotent."""
@@ -64,6 +67,7 @@ class StageState:
             "u": self.ack_upto_ms,
             "f": self.first_exposed,
             "p": self.pre_baseline.to_dict() if self.pre_baseline is not None else None,
+            "pd": self.pre_decode.to_dict() if self.pre_decode is not None else None,
         }
 
     @classmethod
@@ -76,6 +80,7 @@ class StageState:
         s.ack_upto_ms = d["u"]
         s.first_exposed = d["f"]
         s.pre_baseline = WindowAggregate.from_dict(d["p"]) if d["p"] is not None else None
+        s.pre_decode = WindowAggregate.from_dict(d["pd"]) if d.get("pd") is not None else None
         return s
 
 

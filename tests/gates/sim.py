@@ -95,6 +95,7 @@ class Fleet:
     faults: Faults = field(default_factory=Faults)
     windows: int = 12
     update_window: int = 2  # window in which the canary devices are commanded
+    percent: float = 50.0  # of the eu devices in the canary (100: the whole fleet updates)
 
     def events(self) -> list[object]:
         """Time-ordered events: inventory, plan, commands, acks, telemetry every 20 s."""
@@ -102,7 +103,7 @@ class Fleet:
         f = self.faults
         w = TEST_POLICY.window_ms
         evs: list[tuple[int, int, object]] = []
-        p = plan()
+        p = plan(percent=self.percent)
         evs.append((T0 - 1, 0, p))
         ids = [f"dev-{i:05d}" for i in range(self.n)]
         for d in ids:

@@ -68,6 +68,22 @@ def test_latest_evaluation_follows_a_held_stage() -> None:
     assert ack.verdict == "pending" and ack != next(r for r in held.reasons if r.rule_id == "ack-failure")
 
 
+def test_decode_baseline_when_the_previous_version_is_gone() -> None:
+    """The whole fleet updates: no previous-version reports are left for the decode-error rule,
+    whose baseline becomes the previous version's rate before the stage (it used to hold for ever);
+    a decode-error fault is still caught against it."""
+    fleet = Fleet(percent=100.0, update_window=4, windows=16)
+    eng, decisions = run(TEST_POLICY, fleet.events())
+    assert actions(decisions)[-1][0] == "PROCEED"
+    _, _, reasons = eng.decider.latest[("r1", 0)]  # the last window: not one old report left
+    decode = next(r for r in reasons if r.rule_id == "decode-errors")
+    assert decode.verdict == "pass" and "pre-update" in decode.detail
+    faulty = dataclasses.replace(fleet, faults=Faults(decode_errors_per_window=100))
+    _, decisions = run(TEST_POLICY, faulty.events())
+    assert Action.PAUSE in {d.action for d in decisions}
+    assert Action.PROCEED not in {d.action for d in decisions}
+
+
 def test_no_data_at_all_is_hold() -> None:
     eng = Engine(TEST_POLICY)
     eng.step(Fleet(n=5).events()[:6])  # plan + inventory only
