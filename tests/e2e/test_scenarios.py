@@ -167,6 +167,11 @@ def _run(scenario: str, env: dict[str, str], settings: Settings, tmp_path: Path)
             f"{scenario}: no final state in {case.timeout_s} s\n{summary}\ngate status: {gate}"
         )
     assert outcome.ok, f"{scenario}:\n" + "\n".join(outcome.problems) + f"\n{summary}"
+    # `fleetgate status` showed each stage's latest evaluation on the way, window after window
+    trail = [json.loads(line) for line in (tmp_path / "gate.jsonl").read_bytes().splitlines()]
+    ends = [max(s["window_end_ms"] for s in t) for t in trail]
+    assert len(trail) >= 3 and ends == sorted(ends), ends
+    assert all({"stage", "window_end_ms", "action", "reasons"} <= set(s) for t in trail for s in t)
 
 
 @pytest.mark.timeout(420)
