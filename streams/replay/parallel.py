@@ -116,16 +116,21 @@ def _progress(records: list[Any], skew: int) -> list[int]:
 
 
 class _Worker:
-    def __init__(self, capture: Capture, lists: list[tuple[int, str, int]], policy: GatePolicy) -> None:
+    def __init__(
+        self, capture: Capture, lists: list[tuple[int, str, int]], policy: GatePolicy, placed_ts: list[int]
+    ) -> None:
         self.capture = capture
         self.lists = lists  # (topic index, short topic, partition), in the sequential iteration order
         self.policy = policy
+        self.placed_ts = placed_ts  # timestamps of the plans placed by arrival (replayer.arrival_keys)
         self.records: list[Any] = []
         self.order: list[int] = []
         self.keys: list[int] = []
         self.gpos: list[int] = []
 
     def decode(self) -> dict[str, Any]:
+        from streams.replay.replayer import LAST, arrival_keys, record_times
+
         decoders = {
             "telemetry": Decoder.telemetry(),
             "acks": Decoder.ack(),
@@ -136,6 +141,7 @@ class _Worker:
         keys: list[int] = []
         gpos: list[int] = []
         errors: list[tuple[int, int, int, DecodeError]] = []
+        plan_keys = [LAST] * len(self.placed_ts)
         t0 = time.perf_counter()
         msgs = [self.capture.inputs[(short, part)] for _, short, part in self.lists]
         fill_lazy(msgs)  # export.ChunkRows / kafka.KafkaRows: built or consumed here, in the worker
@@ -144,7 +150,11 @@ class _Worker:
             recs, errs = decoders[short].decode_batch(batch)
             base = _REC + (ti << 56) + (part << 32)
             records.extend(recs)
-            keys.extend(_progress(recs, skew))
+            mine = _progress(recs, skew)
+            if self.placed_ts:
+                got = arrival_keys(self.placed_ts, record_times(batch, errs), mine)
+                plan_keys = [min(a, b) for a, b in zip(plan_keys, got, strict=True)]
+            keys.extend(mine)
             gpos.extend(range(base, base + len(recs)))
             errors.extend((ti, part, k, e) for k, e in enumerate(errs))
         t2 = time.perf_counter()
@@ -159,6 +169,7 @@ class _Worker:
             "gpos": array("q", self.gpos).tobytes(),
             "devices": devices,
             "errors": errors,
+            "plan_keys": plan_keys,
             "seconds": {"rows": t1 - t0, "decode": t2 - t1, "order": time.perf_counter() - t2},
         }
 
@@ -230,12 +241,14 @@ class _Worker:
         }
 
 
-def _worker_main(conn: Any, capture: Capture, lists: list[tuple[int, str, int]], policy: GatePolicy) -> None:
+def _worker_main(
+    conn: Any, capture: Capture, lists: list[tuple[int, str, int]], policy: GatePolicy, placed_ts: list[int]
+) -> None:
     # A short-lived process that only allocates acyclic records: the cyclic collector would
     # rescan the inherited capture and every record again and again for nothing.
     gc.disable()
     try:
-        w = _Worker(capture, lists, policy)
+        w = _Worker(capture, lists, policy, placed_ts)
         conn.send(("ok", w.decode()))
         msg = conn.recv()
         if msg is None:
@@ -346,7 +359,8 @@ def replay_parallel(
 ) -> Parallel | str:
     """Replay with ``workers`` processes; a reason string when it must fall back to sequential.
 
-    ``plans``: ``(progress key, plan, timestamp)`` in the sequential order (already filtered).
+    ``plans``: ``(progress key, plan, timestamp)`` in the sequential order (already filtered);
+    a key other than ``_NEG`` is replaced by the plan's arrival key, which the workers find.
     """
     try:
         ctx = multiprocessing.get_context("fork")
@@ -357,12 +371,13 @@ def replay_parallel(
         return "partition numbers or sizes out of range"
     if len(lists) < 2:
         return "one partition number"
+    placed_ts = [ts for k, _, ts in plans if k != _NEG]
     procs = []
     conns = []
     gc.freeze()  # what exists now is shared with the workers: keep the collector off its pages
     for mine in lists:
         parent, child = ctx.Pipe()
-        p = ctx.Process(target=_worker_main, args=(child, capture, mine, policy), daemon=True)
+        p = ctx.Process(target=_worker_main, args=(child, capture, mine, policy, placed_ts), daemon=True)
         p.start()
         child.close()
         procs.append(p)
@@ -411,6 +426,9 @@ def _run(
     for name in ("rows", "decode", "order"):
         seconds[f"  {name} (slowest worker)"] = max(g["seconds"][name] for g in got)
     t1 = time.perf_counter()
+    if any(k != _NEG for k, _, _ in plans):  # arrival keys: the smallest any worker found
+        found = iter([min(ks) for ks in zip(*(g["plan_keys"] for g in got), strict=True)])
+        plans = [(k if k == _NEG else next(found), p, ts) for k, p, ts in plans]
     device_sets = [g["devices"] for g in got]
     device_ids: set[str] = set().union(*device_sets)
     if sum(len(s) for s in device_sets) != len(device_ids):

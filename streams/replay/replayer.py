@@ -4,21 +4,32 @@ Order.  Each input partition is kept in its own offset order, as the live ingest
 The partitions are merged by each record's *progress key*: the running maximum of the engine
 time (event time, or ingest time beyond the clock skew; ``issued_at`` for commands) within its
 partition.  A stable sort on that key is a k-way merge that never reorders a partition, so a
-record that was late in its partition stays late in the replay.  Plans are merged by their
-record timestamp (plans older than the range first); decode errors by theirs.
+record that was late in its partition stays late in the replay.  Decode errors are merged by
+their record timestamps.
+
+Plan order.  The live ingest applies a plan as soon as it reads it, so every record that
+reaches Kafka after the plan is folded with the plan in force.  In the replay a plan goes
+right before the first record that arrived (record timestamp) at or after it: its progress
+key is the smallest key among those records (progress keys grow along a partition, so that is
+the first such record of each partition), and at equal keys a plan goes first.  Plans older
+than the range come first, plans no record arrived after come last.  Ordering plans by their
+own timestamp instead folds a record from a device whose clock is behind *before* a plan
+published as the record arrived, where the live worker folds it after.
 
 Enrichment.  A ``DeviceAttributes`` event goes right before a device's first event, from Redis
 (like the live ingest) or from the export file's inventory snapshot.
 
-Plans.  Like the live decider (``streams.worker.decide.RolloutGate``): a plan that moves a
+Acknowledgements.  Like the live decider (``streams.worker.decide.RolloutGate``): a plan that moves a
 rollout from PAUSED to ACTIVE acknowledges the stage at the current watermark, and a plan
 re-evaluates the latest window at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 from gates.engine import Engine
@@ -42,6 +53,7 @@ from streams.replay.parallel import MIN_PARALLEL_RECORDS, Parallel, default_work
 __all__ = ["DeadLetterCount", "Timeline", "replay"]
 
 _NEG = -(2**62)
+LAST = 2**62  # the progress key of a plan no record arrived after
 Lookup = Callable[[set[str]], tuple[dict[str, DeviceAttributes], str]]
 
 
@@ -94,6 +106,23 @@ def _progress(records: list[Any], skew: int, keys: list[int]) -> None:
         add(mx)
 
 
+def record_times(msgs: Any, errs: list[DecodeError]) -> list[int]:
+    """Record timestamps of the messages of one partition that decoded, in offset order."""
+    ts = [m[2] if m.__class__ is tuple else m.timestamp()[1] for m in msgs]
+    return list(_ok_timestamps(msgs, errs, ts)) if errs else ts
+
+
+def arrival_keys(plan_ts: list[int], arrivals: list[int], keys: Sequence[int]) -> list[int]:
+    """Per plan timestamp, the progress key of one partition's first record that arrived at or
+    after it (``LAST`` when none did); ``arrivals`` and ``keys`` are that partition's records."""
+    upto = list(accumulate(arrivals, max))  # reaches t first at the first arrival >= t
+    out = []
+    for t in plan_ts:
+        i = bisect_left(upto, t)
+        out.append(keys[i] if i < len(upto) else LAST)
+    return out
+
+
 def replay(
     capture: Capture,
     policy: GatePolicy,
@@ -121,13 +150,19 @@ def replay(
     if perrs:
         tl.notes.append(f"{len(perrs)} undecodable records on the rollouts topic skipped")
     ts_iter = iter(_ok_timestamps(capture.plans, perrs, plan_ts))
+    entries: list[tuple[int, int, RolloutPlan]] = []
     for p in plans:
         ts = next(ts_iter)
         if not isinstance(p, RolloutPlan) or (rollout is not None and p.rollout_id != rollout):
             continue
+        entries.append((ts if ts >= capture.trange.start_ms else _NEG, ts, p))
+    entries.sort(key=lambda e: e[0])  # stable: plans in time order (arrival keys keep it)
+    for k, ts, p in entries:
         tl.plans.append((ts, p))
         events.append(p)
-        keys.append(ts if ts >= capture.trange.start_ms else _NEG)
+        keys.append(k if k == _NEG else LAST)  # LAST until a record arrived after it
+    placed = [j for j, k in enumerate(keys) if k != _NEG]
+    placed_ts = [tl.plans[j][0] for j in placed]
     if workers is None:
         workers = default_workers()
     if workers > 1 and capture.input_count >= MIN_PARALLEL_RECORDS:
@@ -158,7 +193,12 @@ def replay(
                 continue
             records, errs = decoders[topic].decode_batch(msgs)
             errors.extend(errs)
-            _progress(records, policy.clock_skew_ms, keys)
+            mine: list[int] = []
+            _progress(records, policy.clock_skew_ms, mine)
+            if placed:
+                for j, k in zip(placed, arrival_keys(placed_ts, record_times(msgs, errs), mine), strict=True):
+                    keys[j] = min(keys[j], k)
+            keys.extend(mine)
             events.extend(records)
     errors.sort(key=lambda e: e.timestamp_ms)
     for e in errors:
