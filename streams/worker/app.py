@@ -64,25 +64,47 @@ def _read_committed() -> None:
 
 
 class DurableTable(faust.Table):  # type: ignore[misc]
-    """A Faust table whose latest changelog write can be awaited.
+    """A Faust table whose changelog records are acknowledged before input offsets commit.
 
     `table[key] = value` only queues the changelog record in Faust's producer buffer, and
-    the flush Faust runs before committing source offsets can return with records still
+    the flush Faust runs before committing input offsets can return with records still
     queued: `ProducerBuffer.flush_atmost` gives up after 0.1 s without progress, and a
-    record taken off the queue but not yet handed to aiokafka is not counted at all.  A
-    kill -9 right after such a commit loses the state change while its input is marked
-    read: merged partials vanished from the decider state (seen in CI as two acks missing
-    from a cumulative count).  The agent awaits `last_write` (acknowledged by the broker,
-    acks=all) before it asks for the next event, so an offset is only committed once the
-    state built from it is durable.
+    record its sender task has dequeued but not yet handed to aiokafka is not counted at
+    all.  A kill -9 right after such a commit loses the state change while its input is
+    marked read: merged partials vanished from the decider state (seen in CI as two acks
+    missing from a cumulative count).  This table keeps the futures of its changelog
+    records until the broker acknowledges them (acks=all), and the producer's pre-commit
+    flush waits for them first.  Awaiting each write in the agent instead would also do,
+    but puts a broker round trip on every merged partial (measured: decision latency p99
+    808 ms -> 1,665 ms); the commit runs once a second.
     """
 
-    last_write: asyncio.Future[Any] | None = None
+    _unacked: set[asyncio.Future[Any]] | None = None
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
         fut = super().send_changelog(*args, **kwargs)
-        self.last_write = fut
+        if self._unacked is None:
+            self._unacked = set()
+            _flush_waits_for(self.app.producer, self)
+        self._unacked.add(fut)
+        fut.add_done_callback(self._unacked.discard)
         return fut
+
+    async def written(self) -> None:
+        """Every changelog record sent so far is acknowledged (a failed send raises)."""
+        if self._unacked:
+            await asyncio.gather(*list(self._unacked))
+
+
+def _flush_waits_for(producer: Any, table: DurableTable) -> None:
+    """Make `producer.flush()`, which Faust awaits before it commits offsets, wait for `table`."""
+    flush = producer.flush
+
+    async def durable_flush() -> None:
+        await table.written()
+        await flush()
+
+    producer.flush = durable_flush
 
 
 def status_key(settings: Settings, rollout_id: str) -> str:
@@ -297,9 +319,7 @@ def build_app(
                 # at worst repeated with the same id after a crash.
                 await loop.run_in_executor(None, stage.publish, gate, applied.decisions)
             if applied.persist:
-                table[key] = stage.remember(gate)
-                # Durable before this event's offset can be committed (see DurableTable).
-                await table.last_write
+                table[key] = stage.remember(gate)  # durable before its offset commits: DurableTable
             elif stage.status_failures:
                 # Redis was down at the last status write: retry on the next envelope (heartbeats
                 # come at least every few seconds), so the status catches up when Redis returns.
