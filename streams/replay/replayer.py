@@ -19,7 +19,7 @@ published as the record arrived, where the live worker folds it after.
 Enrichment.  A ``DeviceAttributes`` event goes right before a device's first event, from Redis
 (like the live ingest) or from the export file's inventory snapshot.
 
-Acknowledgements.  Like the live decider (``streams.worker.decide.RolloutGate``): a plan that moves a
+Operator resumes.  Like the live decider (``streams.worker.decide.RolloutGate``): a plan that moves a
 rollout from PAUSED to ACTIVE acknowledges the stage at the current watermark, and a plan
 re-evaluates the latest window at once.
 """
