@@ -164,9 +164,7 @@ class Decider:
             if first - self.policy.lookback_windows <= idx < first:
                 for key, agg in win.items():
                     if key.is_baseline:
-                        out.decode_errors += agg.decode_errors
-                        if key.cohort != VERSION_WIDE:
-                            out.reports += agg.reports
+                        _add_decode_sample(out, key, agg)
         return out
 
     def _late_pre_decode(self, rid: str, idx: int, key: CohortKey, agg: WindowAggregate) -> None:
@@ -179,9 +177,7 @@ class Decider:
                 and st.first_exposed is not None
                 and st.first_exposed - lookback <= idx < st.first_exposed
             ):
-                st.pre_decode.decode_errors += agg.decode_errors
-                if key.cohort != VERSION_WIDE:
-                    st.pre_decode.reports += agg.reports
+                _add_decode_sample(st.pre_decode, key, agg)
 
     def _pre_baseline(self, rid: str, stage: int, first: int) -> WindowAggregate:
         out = WindowAggregate()
@@ -401,3 +397,10 @@ class Decider:
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise SnapshotError(f"malformed decider state: {exc}") from None
         return dec
+
+
+def _add_decode_sample(out: WindowAggregate, key: CohortKey, agg: WindowAggregate) -> None:
+    """The decode-error rule's sample: version-wide decode errors, reports of the cohorts."""
+    out.decode_errors += agg.decode_errors
+    if key.cohort != VERSION_WIDE:
+        out.reports += agg.reports

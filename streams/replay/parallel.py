@@ -4,7 +4,8 @@ The sequential replay (:func:`streams.replay.replayer.replay`) decodes every par
 them into one order (a stable sort on each record's progress key) and folds that order with one
 :class:`gates.engine.Engine`.  Its two costly parts, decoding and the per-device fold, are
 per-device work, and devices live in exactly one partition number.  This module splits them
-over forked worker processes by partition number and gives **exactly** the sequential result:
+over forked worker processes by partition number (the worker side: ``parallel_worker.py``) and
+gives **exactly** the sequential result:
 
 1. *Decode* (workers, in parallel).  Each worker decodes its partitions (all three input topics
    of a partition number) and sends back, in its local merge order, each record's progress key
@@ -38,7 +39,6 @@ import gc
 import multiprocessing
 import os
 import time
-import traceback
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -50,23 +50,15 @@ from gates.events import DecodeErrorCount, DeviceAttributes, RolloutPlan, Rollou
 from gates.partition import PartitionEngine
 from gates.policy import GatePolicy
 from gates.wire import WindowPartial
-from streams.codecs import DecodeError, Decoder
+from streams.codecs import DecodeError
 from streams.replay.capture import INPUT_TOPICS, Capture
-from streams.replay.kafka import fill_lazy
+from streams.replay.parallel_worker import ERROR, FLUSH, INF, LATE, MID, PLAN, PRE, Op, worker_main
 
 __all__ = ["MIN_PARALLEL_RECORDS", "default_workers", "replay_parallel"]
 
 _NEG = -(2**62)
-_REC = 1 << 60  # global position of input records: _REC + (topic << 56) + (partition << 32) + index
 _ERR = 2 << 60  # global position of decode errors: _ERR + rank
-_INF = (1 << 62, 0)
 MIN_PARALLEL_RECORDS = 20_000  # below this, forking costs more than it saves
-
-# op kinds (main and workers walk the same list)
-_LATE, _PLAN, _ERROR, _FLUSH = 0, 1, 2, 3
-# phase at a position: batch ends, plans and error events come before the record's attributes,
-# an engine flush after them (the single engine flushes while handling the record)
-_PRE, _MID = 0, 1
 
 
 def default_workers() -> int:
@@ -79,15 +71,6 @@ def default_workers() -> int:
     except AttributeError:  # pragma: no cover - not Linux
         n = os.cpu_count() or 1
     return min(n, 8)
-
-
-@dataclass
-class _Op:
-    key: int
-    gpos: int
-    phase: int
-    kind: int
-    arg: Any = None  # FLUSH: watermark; PLAN: plan index; ERROR: DecodeErrorCount; LATE: collect health
 
 
 @dataclass
@@ -104,162 +87,6 @@ class Parallel:
     attributes: dict[str, DeviceAttributes]
     notes: list[str]
     seconds: dict[str, float]  # wall time per phase (worker phases: the slowest worker)
-
-
-# ---------------------------------------------------------------- worker side
-def _progress(records: list[Any], skew: int) -> list[int]:
-    from streams.replay.replayer import _progress as progress
-
-    keys: list[int] = []
-    progress(records, skew, keys)
-    return keys
-
-
-class _Worker:
-    def __init__(
-        self, capture: Capture, lists: list[tuple[int, str, int]], policy: GatePolicy, placed_ts: list[int]
-    ) -> None:
-        self.capture = capture
-        self.lists = lists  # (topic index, short topic, partition), in the sequential iteration order
-        self.policy = policy
-        self.placed_ts = placed_ts  # timestamps of the plans placed by arrival (replayer.arrival_keys)
-        self.records: list[Any] = []
-        self.order: list[int] = []
-        self.keys: list[int] = []
-        self.gpos: list[int] = []
-
-    def decode(self) -> dict[str, Any]:
-        from streams.replay.replayer import LAST, arrival_keys, record_times
-
-        decoders = {
-            "telemetry": Decoder.telemetry(),
-            "acks": Decoder.ack(),
-            "device-commands": Decoder.output(),
-        }
-        skew = self.policy.clock_skew_ms
-        records: list[Any] = []
-        keys: list[int] = []
-        gpos: list[int] = []
-        errors: list[tuple[int, int, int, DecodeError]] = []
-        plan_keys = [LAST] * len(self.placed_ts)
-        t0 = time.perf_counter()
-        msgs = [self.capture.inputs[(short, part)] for _, short, part in self.lists]
-        fill_lazy(msgs)  # export.ChunkRows / kafka.KafkaRows: built or consumed here, in the worker
-        t1 = time.perf_counter()
-        for (ti, short, part), batch in zip(self.lists, msgs, strict=True):
-            recs, errs = decoders[short].decode_batch(batch)
-            base = _REC + (ti << 56) + (part << 32)
-            records.extend(recs)
-            mine = _progress(recs, skew)
-            if self.placed_ts:
-                got = arrival_keys(self.placed_ts, record_times(batch, errs), mine)
-                plan_keys = [min(a, b) for a, b in zip(plan_keys, got, strict=True)]
-            keys.extend(mine)
-            gpos.extend(range(base, base + len(recs)))
-            errors.extend((ti, part, k, e) for k, e in enumerate(errs))
-        t2 = time.perf_counter()
-        order = sorted(range(len(records)), key=keys.__getitem__)  # stable: ties keep global order
-        self.records = records
-        self.order = order
-        self.keys = [keys[i] for i in order]
-        self.gpos = [gpos[i] for i in order]
-        devices = {d for r in records if (d := getattr(r, "device_id", None)) is not None}
-        return {
-            "keys": array("q", self.keys).tobytes(),
-            "gpos": array("q", self.gpos).tobytes(),
-            "devices": devices,
-            "errors": errors,
-            "plan_keys": plan_keys,
-            "seconds": {"rows": t1 - t0, "decode": t2 - t1, "order": time.perf_counter() - t2},
-        }
-
-    def fold(
-        self, ops: list[_Op], plans: list[RolloutPlan], attrs: dict[str, DeviceAttributes], seed: list[int]
-    ) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        engine = PartitionEngine(self.policy, 0)
-        partial = engine.partial
-        # the windows the single aggregator has open at its first flush (decode-error counts
-        # before the first record): its first flush snapshots from the earliest of them
-        for idx in seed:
-            partial._open.setdefault(idx, {})
-        handlers = partial.handlers()
-        on_attrs = handlers[DeviceAttributes]
-        on_error = handlers[DecodeErrorCount]
-        out: list[tuple[int, bool, list[WindowPartial]]] = []
-        seen: set[str] = set()
-        nops = len(ops)
-        oi = 0
-
-        def apply(op: _Op, i: int) -> None:
-            kind = op.kind
-            if kind == _FLUSH:
-                out.append((i, True, engine.advance(op.arg)))
-            elif kind == _LATE:
-                pending = partial.has_pending_late()
-                if pending:
-                    out.append((i, True, engine.advance(engine.watermark_ms)))
-            elif kind == _PLAN:
-                partial.events_in += 1
-                partial.observe_plan(plans[op.arg])
-            else:  # _ERROR
-                partial.events_in += 1
-                on_error(op.arg)
-
-        nk, ng, nph = (ops[0].key, ops[0].gpos, ops[0].phase) if ops else (*_INF, 0)
-        records = self.records
-        get_handler = handlers.get
-        for i, k, g in zip(self.order, self.keys, self.gpos, strict=True):
-            # everything scheduled before this record (and batch ends / plans at it)
-            if nk <= k:
-                while oi < nops and (nk < k or (nk == k and (ng < g or (ng == g and nph == _PRE)))):
-                    apply(ops[oi], oi)
-                    oi += 1
-                    nk, ng, nph = (ops[oi].key, ops[oi].gpos, ops[oi].phase) if oi < nops else (*_INF, 0)
-            ev = records[i]
-            d = getattr(ev, "device_id", None)
-            if d is not None and d not in seen:
-                seen.add(d)
-                partial.events_in += 1
-                on_attrs(attrs.get(d) or DeviceAttributes(d))
-            if nk == k and ng == g:  # an engine flush while handling this record
-                while oi < nops and nk == k and ng == g:
-                    apply(ops[oi], oi)
-                    oi += 1
-                    nk, ng, nph = (ops[oi].key, ops[oi].gpos, ops[oi].phase) if oi < nops else (*_INF, 0)
-            partial.events_in += 1
-            handler = get_handler(ev.__class__)
-            if handler is not None:
-                handler(ev)
-        while oi < nops:
-            apply(ops[oi], oi)
-            oi += 1
-        return {
-            "out": out,
-            "metric_names": set(partial._metric_names),
-            "seconds": {"fold": time.perf_counter() - t0},
-        }
-
-
-def _worker_main(
-    conn: Any, capture: Capture, lists: list[tuple[int, str, int]], policy: GatePolicy, placed_ts: list[int]
-) -> None:
-    # A short-lived process that only allocates acyclic records: the cyclic collector would
-    # rescan the inherited capture and every record again and again for nothing.
-    gc.disable()
-    try:
-        w = _Worker(capture, lists, policy, placed_ts)
-        conn.send(("ok", w.decode()))
-        msg = conn.recv()
-        if msg is None:
-            return
-        ops, plans, attrs, seed = msg
-        conn.send(("ok", w.fold(ops, plans, attrs, seed)))
-    except BaseException:  # report, the main process falls back to the sequential replay
-        with contextlib.suppress(Exception):
-            conn.send(("error", traceback.format_exc()[-2000:]))
-    finally:
-        conn.close()
 
 
 # ---------------------------------------------------------------- main side
@@ -377,7 +204,7 @@ def replay_parallel(
     gc.freeze()  # what exists now is shared with the workers: keep the collector off its pages
     for mine in lists:
         parent, child = ctx.Pipe()
-        p = ctx.Process(target=_worker_main, args=(child, capture, mine, policy, placed_ts), daemon=True)
+        p = ctx.Process(target=worker_main, args=(child, capture, mine, policy, placed_ts), daemon=True)
         p.start()
         child.close()
         procs.append(p)
@@ -466,12 +293,12 @@ def _run(
     plan_list = [p for _, p, _ in plans]
     seed = _first_flush_windows(ops, plan_list, policy)
     for wi, c in enumerate(conns):
-        mine = [op for op in ops if op.kind != _ERROR or wi == 0]
+        mine = [op for op in ops if op.kind != ERROR or wi == 0]
         c.send((mine, plan_list, {d: a for d in device_sets[wi] if (a := attrs.get(d)) is not None}, seed))
     # map each worker's op indexes back to the global op list
     idx_maps = []
     for wi in range(len(conns)):
-        idx_maps.append([i for i, op in enumerate(ops) if op.kind != _ERROR or wi == 0])
+        idx_maps.append([i for i, op in enumerate(ops) if op.kind != ERROR or wi == 0])
     t2 = time.perf_counter()
     seconds["schedule (main)"] = t2 - t1
     folded = _recv(conns)
@@ -494,17 +321,17 @@ def _run(
     return par
 
 
-def _first_flush_windows(ops: list[_Op], plans: list[RolloutPlan], policy: GatePolicy) -> list[int]:
+def _first_flush_windows(ops: list[Op], plans: list[RolloutPlan], policy: GatePolicy) -> list[int]:
     """Windows open in the single aggregator at its first flush: only plans and decode-error
     counts can come before the first record, so fold those on a scratch aggregator."""
     scratch = PartitionEngine(policy, 0).partial
     on_error = scratch.handlers()[DecodeErrorCount]
     for op in ops:
-        if op.kind == _FLUSH:
+        if op.kind == FLUSH:
             break
-        if op.kind == _PLAN:
+        if op.kind == PLAN:
             scratch.observe_plan(plans[op.arg])
-        elif op.kind == _ERROR:
+        elif op.kind == ERROR:
             on_error(op.arg)
     return sorted(scratch._open)
 
@@ -516,10 +343,10 @@ def _schedule(
     policy: GatePolicy,
     collect_health: bool,
     n_records: int,
-) -> list[_Op]:
+) -> list[Op]:
     """Every engine flush, plan, batch end and decode-error event of the sequential fold, in order."""
     w, lateness = policy.window_ms, policy.allowed_lateness_ms
-    ops: list[_Op] = []
+    ops: list[Op] = []
     # engine flushes: the first input record whose progress key reaches the next boundary
     closed = -(2**62)
     while True:
@@ -528,7 +355,7 @@ def _schedule(
         if at is None:
             break
         wm = at[0] - lateness
-        ops.append(_Op(at[0], at[1], _MID, _FLUSH, wm))
+        ops.append(Op(at[0], at[1], MID, FLUSH, wm))
         closed = max(closed, wm // w)
     # batch cuts: every plan; with health, the first non-plan event at or past each health boundary
     cuts: list[tuple[int, int, int]] = [(k, j, j) for j, (k, _, _) in enumerate(plans)]  # (key, gpos, plan)
@@ -554,16 +381,16 @@ def _schedule(
     for key, gpos, plan in cuts:
         here = nonplan_before(key, gpos)
         if here > prev:  # the batch since the last cut is not empty: a step ends here
-            ops.append(_Op(key, gpos, _PRE, _LATE, collect_health))
+            ops.append(Op(key, gpos, PRE, LATE, collect_health))
         prev = here
         if plan >= 0:
-            ops.append(_Op(key, gpos, _PRE, _PLAN, plan))
+            ops.append(Op(key, gpos, PRE, PLAN, plan))
     if n_records + len(err_events) > prev:
-        ops.append(_Op(*_INF, _PRE, _LATE, collect_health))
+        ops.append(Op(*INF, PRE, LATE, collect_health))
     for k, g, ev in err_events:
-        ops.append(_Op(k, g, _PRE, _ERROR, ev))
+        ops.append(Op(k, g, PRE, ERROR, ev))
     # at one position: batch end, then plan / error event (pre), then the engine flush (mid)
-    order = {_LATE: 0, _PLAN: 1, _ERROR: 1, _FLUSH: 2}
+    order = {LATE: 0, PLAN: 1, ERROR: 1, FLUSH: 2}
     ops.sort(key=lambda op: (op.key, op.gpos, op.phase, order[op.kind]))
     return ops
 
@@ -571,7 +398,7 @@ def _schedule(
 def _decide(
     capture: Capture,
     policy: GatePolicy,
-    ops: list[_Op],
+    ops: list[Op],
     plans: list[tuple[int, RolloutPlan, int]],
     results: dict[int, list[tuple[bool, list[WindowPartial]]]],
     collect_health: bool,
@@ -593,12 +420,12 @@ def _decide(
     watermark = _NEG
     for i, op in enumerate(ops):
         kind = op.kind
-        if kind == _FLUSH:
+        if kind == FLUSH:
             watermark = max(watermark, op.arg)
             partials = _combine([p for _, p in results.get(i, [])], watermark, seq)
             decider.merge(partials)
             out.extend(decider.advance(watermark))
-        elif kind == _LATE:
+        elif kind == LATE:
             got = results.get(i, [])
             if any(pending for pending, _ in got):
                 decider.merge(_combine([p for _, p in got], watermark, seq))
@@ -606,7 +433,7 @@ def _decide(
             if op.arg:
                 for h in engine.cohort_health():
                     health[(h.rollout_id, h.stage, h.firmware_version, h.is_baseline, h.window_start_ms)] = h
-        elif kind == _PLAN:
+        elif kind == PLAN:
             _plan(engine, plans[op.arg][1], plan_state, out)
     max_event = max((keys[-1] for keys, _ in index.parts if len(keys)), default=_NEG)
     return Parallel(
