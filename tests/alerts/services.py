@@ -57,7 +57,8 @@ def get_json(url: str, timeout_s: float = 5.0) -> Any:
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout_s: float = 60.0, proc: Any = None) -> Any:
-    """Poll `check` until it returns something truthy; fail with `what` after the deadline."""
+    """Poll `check` until it returns something truthy; fail with `what` after the deadline,
+    or at once when `proc` (with `tail()`) has exited."""
     deadline = time.monotonic() + timeout_s
     last: Any = None
     while time.monotonic() < deadline:
@@ -68,8 +69,9 @@ def wait_until(what: str, check: Callable[[], Any], timeout_s: float = 60.0, pro
         else:
             if last:
                 return last
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{what}: process exited with {proc.returncode}:\n{proc.tail()}")
+        child = getattr(proc, "proc", proc)  # a Process, or tests.pipeline's WorkerProcess
+        if child is not None and child.poll() is not None:
+            raise AssertionError(f"{what}: process exited with {child.returncode}:\n{proc.tail()}")
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
@@ -200,3 +202,60 @@ class Recorder:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class Prometheus:
+    """Debian's `prometheus` on 127.0.0.1:`port`, scraping `targets` every second as job
+    `fleetgate-worker` and evaluating `rule_files` every second."""
+
+    def __init__(self, workdir: Path, port: int, targets: list[str], rule_files: list[Path]) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.dir = workdir / f"prometheus-{port}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config = self.dir / "prometheus.yml"
+        self.config.write_text(
+            json.dumps(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": [str(p) for p in rule_files],
+                    "scrape_configs": [
+                        {"job_name": "fleetgate-worker", "static_configs": [{"targets": targets}]}
+                    ],
+                }
+            )  # JSON is YAML
+        )
+        self.proc: Process | None = None
+
+    def start(self) -> Prometheus:
+        self.proc = Process(
+            [
+                binary("prometheus"),
+                f"--config.file={self.config}",
+                f"--storage.tsdb.path={self.dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1h",
+            ],
+            self.dir / "prometheus.log",
+        )
+        wait_until(
+            "prometheus ready", lambda: urllib.request.urlopen(f"{self.url}/-/ready", timeout=2).status == 200,
+            proc=self.proc,
+        )  # fmt: skip
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        from urllib.parse import quote
+
+        body = get_json(f"{self.url}/api/v1/query?query={quote(expr)}")
+        assert body["status"] == "success", body
+        return list(body["data"]["result"])
+
+    def rules(self) -> list[dict[str, Any]]:
+        body = get_json(f"{self.url}/api/v1/rules")
+        return [r for g in body["data"]["groups"] for r in g["rules"]]
