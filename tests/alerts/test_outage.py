@@ -37,6 +37,8 @@ def _committed(settings: Settings, group: str) -> int:
 def test_alertmanager_down_then_up_the_alert_arrives(
     control: Settings, settings_env: dict[str, str], recorder: Recorder, unique: str, tmp_path: Path
 ) -> None:
+    """Down: retried, offset held; stopped meanwhile: exits cleanly, still held; restarted
+    and Alertmanager up: the alert arrives, then the offset is committed."""
     rid = f"r-{unique}"
     _, rollback = rolled_back(rid)
     produce_decision(control, rollback)
@@ -58,25 +60,32 @@ def test_alertmanager_down_then_up_the_alert_arrives(
         "--webhook",
         recorder.url + hook,
     ]
-    proc = Process(cmd, tmp_path / "alerts.log", env)
     group = f"{control.group_id}-alerts"
+    first = Process(cmd, tmp_path / "alerts-1.log", env)
     try:
         wait_until(
-            "two failed attempts", lambda: proc.tail(100_000).count('"delivery_retry"') >= 2, proc=proc
+            "two failed attempts", lambda: first.tail(100_000).count('"delivery_retry"') >= 2, proc=first
         )
         assert _committed(control, group) == 0  # the offset is held while Alertmanager is down
-        am.start()
-        (alert,) = wait_until("the alert in Alertmanager", lambda: am.alerts(rollout=rid), proc=proc)
-        assert alert["labels"]["decision_id"] == rollback.decision_id
-        wait_until("the offset committed", lambda: _committed(control, group) == 1, proc=proc)
-        (hooked,) = wait_until("the webhook delivery", lambda: recorder.got(hook), proc=proc)
-        assert hooked["status"] == "firing" and hooked["decision_id"] == rollback.decision_id
-        assert proc.poll() is None, proc.tail()
     finally:
-        code = proc.stop()
+        assert first.stop() == 0, first.tail()  # SIGTERM while retrying: a clean exit ...
+    assert '"stopped_with_pending"' in first.tail()
+    assert _committed(control, group) == 0  # ... that committed nothing
+    second = Process(cmd, tmp_path / "alerts-2.log", env)
+    try:
+        wait_until("a failed attempt", lambda: '"delivery_retry"' in second.tail(100_000), proc=second)
+        am.start()
+        (alert,) = wait_until("the alert in Alertmanager", lambda: am.alerts(rollout=rid), proc=second)
+        assert alert["labels"]["decision_id"] == rollback.decision_id
+        wait_until("the offset committed", lambda: _committed(control, group) == 1, proc=second)
+        hooked = wait_until("the webhook delivery", lambda: recorder.got(hook), proc=second)
+        assert {h["dedup_key"] for h in hooked} == {f"{rollback.decision_id}:firing"}
+        assert second.poll() is None, second.tail()
+    finally:
+        code = second.stop()
         am.stop()
-    assert code == 0, proc.tail()
-    log = proc.log.read_text()
+    assert code == 0, second.tail()
+    log = first.log.read_text() + second.log.read_text()
     assert "connection refused" in log.lower() and " 503 " in log, log[-3000:]
 
 
