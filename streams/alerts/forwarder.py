@@ -207,15 +207,21 @@ class AlertForwarder:
 
     # -------------------------------------------------------------- delivery
     def _deliver_all(self, changes: dict[str, tuple[Alert, Message]], dead: list[DeadLetter]) -> None:
+        """Every target gets every alert; one a target refuses is a dead letter naming that
+        target, and is forgotten only when every target refused it."""
         alerts = [a for a, _ in changes.values()]
+        refused: dict[str, int] = {}
         for target in self.targets:
             for bad, detail in self._deliver(target, alerts):
-                alert, msg = changes.pop(bad.decision_id)
-                self.book.open.pop(bad.decision_id, None)  # never re-sent: it cannot be accepted
+                alert, msg = changes[bad.decision_id]
+                refused[bad.decision_id] = refused.get(bad.decision_id, 0) + 1
                 self._count("rejected_alert")
                 self._log("alert_rejected", target=target.name, detail=detail, **_brief(alert))
                 dead.append(_dead_letter(msg, f"{target.name}: {detail}"))
-            alerts = [a for a, _ in changes.values()]
+        for decision_id, n in refused.items():
+            if n == len(self.targets):
+                del changes[decision_id]
+                self.book.open.pop(decision_id, None)  # never re-sent: it cannot be accepted
         self._release()
 
     def _deliver(self, target: Target, alerts: list[Alert]) -> list[tuple[Alert, str]]:
@@ -304,8 +310,10 @@ class AlertForwarder:
         for dl in letters:
             value, headers = self.encoder.encode(dl, self.framing, topic=topic)
             self._producer.produce(topic, value=value, key=b"rollout-control", headers=headers)
-        if self._producer.flush(30):
-            raise RuntimeError(f"dead letters not delivered to {topic}")  # nothing committed: re-processed
+        while self._producer.flush(5):  # the broker is away: nothing is committed meanwhile
+            self._log("deadletter_retry", topic=topic)
+            if self.stop.is_set():
+                raise _Stopped
 
     def _retry(self, what: str, fn: Callable[[], Any]) -> Any:
         """Redis outages are waited out like a down target."""

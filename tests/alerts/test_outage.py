@@ -126,3 +126,24 @@ def test_refused_payload_goes_to_the_dead_letter_topic(
         Decoder.output().decode_batch([(dl.value, dl.headers, 0, dl.topic, 0, 0)])[0][0].decision_id
         == rollback.decision_id
     )
+
+
+def test_refused_by_one_target_the_alert_still_reaches_the_other(
+    control: Settings, alertmanager: Alertmanager, recorder: Recorder, unique: str
+) -> None:
+    rid = f"r-{unique}"
+    _, rollback = rolled_back(rid)
+    produce_decision(control, rollback)
+    hook = f"/hook-{unique}"
+    recorder.fail[hook] = [422]
+    opts = AlertOptions(alertmanager_urls=(alertmanager.url,), webhook_urls=(recorder.url + hook,))
+    fw = AlertForwarder(control, opts)
+    try:
+        run_until(fw, lambda: fw.stats.get("rejected_alert", 0) >= 1)
+        assert list(fw.book.open) == [rollback.decision_id]  # still open: Alertmanager took it
+        assert fw.stats.get("firing") == 1
+    finally:
+        fw.close()
+    (alert,) = alertmanager.alerts(rollout=rid)
+    assert alert["labels"]["decision_id"] == rollback.decision_id
+    assert _committed(control, fw.group) == 1
