@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from streams.alerts.errors import AlertsError, DeliveryRejected, DeliveryUnavailable
 from streams.alerts.forwarder import REJECTED_REASON, AlertForwarder, AlertOptions
+from streams.alerts.metrics import AlertMetrics
 from streams.alerts.model import ALERTNAMES, Alert, AlertBook, alert_for
 from streams.alerts.store import AlertStore
 from streams.alerts.targets import AlertmanagerTarget, WebhookTarget
@@ -20,6 +21,7 @@ __all__ = [
     "Alert",
     "AlertBook",
     "AlertForwarder",
+    "AlertMetrics",
     "AlertOptions",
     "AlertStore",
     "AlertmanagerTarget",

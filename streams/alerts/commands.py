@@ -48,6 +48,7 @@ def _cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     forwarder = AlertForwarder(settings, options, instance=args.instance)
+    forwarder.metrics.serve(args.metrics_port)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: forwarder.stop.set())
     forwarder.run()
@@ -89,5 +90,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="re-send open alerts this often: Alertmanager keeps none across a restart (default 60s)",
     )
     p.add_argument("--group", help="consumer group (default {FLEETGATE_GROUP_ID}-alerts)")
+    p.add_argument(
+        "--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default off)"
+    )
     p.add_argument("--instance", default="0", help="unique per process: its static group membership")
     p.set_defaults(handler=_cmd_alerts)

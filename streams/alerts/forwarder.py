@@ -27,6 +27,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 
 from gates.events import Decision
 from streams.alerts.errors import DeliveryRejected, DeliveryUnavailable
+from streams.alerts.metrics import AlertMetrics
 from streams.alerts.model import Alert, AlertBook
 from streams.alerts.store import AlertStore
 from streams.alerts.targets import AlertmanagerTarget, Target, WebhookTarget
@@ -85,8 +86,10 @@ class AlertForwarder:
         instance: str | None = None,
         poll_timeout_s: float = 0.2,
         stop: threading.Event | None = None,
+        metrics: AlertMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or AlertMetrics()
         self.options = options
         self.targets = options.targets()
         self.clock = clock
@@ -167,6 +170,7 @@ class AlertForwarder:
             dead.extend(DeadLetter.from_error(e) for e in errors)
             for e in errors:
                 self._count("undecodable")
+                self.metrics.skipped.labels("undecodable").inc()
                 self._log("control_undecodable", reason=str(e.reason), detail=e.detail, offset=e.offset)
             for rec in records:
                 if isinstance(rec, Decision) and self._verified(rec, msg):
@@ -186,6 +190,7 @@ class AlertForwarder:
             self._dead_letter(dead)
         if good:
             self._commit(good)
+        self.metrics.open.set(len(self.book.open))
         self._maybe_resend()
         return len(good)
 
@@ -195,6 +200,7 @@ class AlertForwarder:
         if verdict.ok:
             return True
         self._count("rejected_decision")
+        self.metrics.skipped.labels(verdict.rejection.value if verdict.rejection else "rejected").inc()
         self._log(
             "decision_rejected",
             decision_id=d.decision_id[:128],
@@ -212,12 +218,18 @@ class AlertForwarder:
         alerts = [a for a, _ in changes.values()]
         refused: dict[str, int] = {}
         for target in self.targets:
+            bad_ids = set()
             for bad, detail in self._deliver(target, alerts):
+                bad_ids.add(bad.decision_id)
                 alert, msg = changes[bad.decision_id]
                 refused[bad.decision_id] = refused.get(bad.decision_id, 0) + 1
                 self._count("rejected_alert")
+                self.metrics.refused.labels(target.name).inc()
                 self._log("alert_rejected", target=target.name, detail=detail, **_brief(alert))
                 dead.append(_dead_letter(msg, f"{target.name}: {detail}"))
+            for a in alerts:
+                if a.decision_id not in bad_ids:
+                    self.metrics.sent.labels(target.name, a.status).inc()
         for decision_id, n in refused.items():
             if n == len(self.targets):
                 del changes[decision_id]
@@ -230,6 +242,7 @@ class AlertForwarder:
         while remaining:
             try:
                 target.send(remaining)
+                self.metrics.pending.labels(target.name).set(0)
                 return []
             except DeliveryRejected as exc:
                 if len(remaining) == 1:
@@ -240,6 +253,8 @@ class AlertForwarder:
                 remaining = exc.remaining
                 attempt += 1
                 self._count("retries")
+                self.metrics.retries.labels(target.name).inc()
+                self.metrics.pending.labels(target.name).set(len(remaining))
                 self._log(
                     "delivery_retry", target=target.name, attempt=attempt, wait_s=delay, detail=str(exc)
                 )

@@ -7,11 +7,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from streams.alerts.errors import DeliveryRejected, DeliveryUnavailable
 from streams.alerts.model import Alert
 
-__all__ = ["AlertmanagerTarget", "Target", "WebhookTarget", "check_url"]
+__all__ = ["AlertmanagerTarget", "Target", "WebhookTarget", "check_url", "public"]
 
 # The payload itself is wrong: retrying the same bytes cannot succeed.  Every other failure
 # (down, 5xx, timeouts, and 401/403/404 from a misconfigured proxy) is retried: fixing the
@@ -28,8 +29,15 @@ class Target(Protocol):
 
 def check_url(url: str) -> str:
     if not url.startswith(("http://", "https://")):
-        raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        raise ValueError(f"{public(url)!r} is not an http:// or https:// URL")
     return url.rstrip("/")
+
+
+def public(url: str) -> str:
+    """Scheme and host only: webhook paths and queries often carry a token, never log them."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return f"{parts.scheme}://{host}" if parts.scheme and host else "(unparsable URL)"
 
 
 def _post(url: str, body: object, timeout_s: float) -> tuple[int, str]:
@@ -71,7 +79,7 @@ class AlertmanagerTarget:
             if 200 <= status < 300:
                 return
             failures.append((url, status, text.strip()))
-        detail = "; ".join(f"{u}: {s or 'no answer'} {t[:200]}" for u, s, t in failures)
+        detail = "; ".join(f"{public(u)}: {s or 'no answer'} {t[:200]}" for u, s, t in failures)
         if all(s in _REJECTED for _, s, _ in failures):
             raise DeliveryRejected(detail)
         raise DeliveryUnavailable(detail, list(alerts))
@@ -85,14 +93,14 @@ class WebhookTarget:
     def __init__(self, url: str, timeout_s: float = 10.0) -> None:
         self.url = check_url(url)
         self.timeout_s = timeout_s
-        self.name = f"webhook {self.url}"
+        self.name = f"webhook {public(self.url)}"
 
     def send(self, alerts: Sequence[Alert]) -> None:
         for i, a in enumerate(alerts):
             status, text = _post(self.url, a.to_webhook(), self.timeout_s)
             if 200 <= status < 300:
                 continue
-            detail = f"{self.url}: {status or 'no answer'} {text.strip()[:200]}"
+            detail = f"{self.name}: {status or 'no answer'} {text.strip()[:200]}"
             if status in _REJECTED:
                 raise DeliveryRejected(detail)
             raise DeliveryUnavailable(detail, list(alerts[i:]))

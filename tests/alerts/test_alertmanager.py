@@ -47,6 +47,13 @@ def test_rolled_back_cohort_is_one_alert_and_proceed_resolves_it(
         # The same decision again, re-published as by a restarted worker (same id) ...
         produce_decision(control, rollback)
         run_until(fw, lambda: fw.stats.get("firing", 0) >= 2)
+        sent = fw.metrics.registry.get_sample_value
+        assert sent("fleetgate_alerts_sent_total", {"target": "alertmanager", "status": "firing"}) == 2
+        assert (
+            sent("fleetgate_alerts_sent_total", {"target": f"webhook {recorder.url}", "status": "firing"})
+            == 2
+        )
+        assert sent("fleetgate_alerts_open") == 1
     finally:
         fw.close()
     # ... and consumed by a second forwarder (own group: it reads the topic from the start).

@@ -6,6 +6,7 @@ The first test runs the real `fleetgate alerts` command.
 from __future__ import annotations
 
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -61,12 +62,16 @@ def test_alertmanager_down_then_up_the_alert_arrives(
         recorder.url + hook,
     ]
     group = f"{control.group_id}-alerts"
-    first = Process(cmd, tmp_path / "alerts-1.log", env)
+    metrics = port()
+    first = Process([*cmd, "--metrics-port", str(metrics)], tmp_path / "alerts-1.log", env)
     try:
         wait_until(
             "two failed attempts", lambda: first.tail(100_000).count('"delivery_retry"') >= 2, proc=first
         )
         assert _committed(control, group) == 0  # the offset is held while Alertmanager is down
+        # ... and the forwarder says so on its metrics endpoint
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5).read().decode()
+        assert 'fleetgate_alerts_pending_delivery{target="alertmanager"} 1.0' in text, text
     finally:
         assert first.stop() == 0, first.tail()  # SIGTERM while retrying: a clean exit ...
     assert '"stopped_with_pending"' in first.tail()
