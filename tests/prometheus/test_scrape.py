@@ -37,7 +37,7 @@ def test_prometheus_scrapes_the_worker_and_the_rules_evaluate(
     prom = Prometheus(tmp_path, port(), [f"127.0.0.1:{metrics_port}"], [PROM / "fleetgate.rules.yml"])
     try:
         prom.start()
-        wait_until("the worker scraped", lambda: prom.query('up{job="fleetgate-worker"} == 1'), proc=worker)
+        wait_until("the worker scraped", lambda: prom.query('up{job="fleetgate-worker"} == 1'), 120, worker)
         lag = wait_until(
             "the rollout's watermark lag",
             lambda: prom.query(f'fleetgate_watermark_lag_ms{{rollout="{fleet.ROLLOUT}"}}'),
@@ -48,8 +48,8 @@ def test_prometheus_scrapes_the_worker_and_the_rules_evaluate(
         assert lag[0]["metric"]["instance"] == f"127.0.0.1:{metrics_port}"
         topics = {s["metric"]["topic"] for s in prom.query("fleetgate_events_total")}
         assert {"telemetry", "acks"} <= topics  # the worker labels events with the short topic name
-        wait_until("decisions counted", lambda: prom.query("fleetgate_decisions_total"), proc=worker)
-        wait_until("decode errors counted", lambda: prom.query("fleetgate_decode_errors_total"), proc=worker)
+        wait_until("decisions counted", lambda: prom.query("fleetgate_decisions_total"), 120, worker)
+        wait_until("decode errors counted", lambda: prom.query("fleetgate_decode_errors_total"), 120, worker)
         wait_until("consumer lag", lambda: prom.query("fleetgate_consumer_lag"), proc=worker)
         # The recording rules produce series from the real ones (joins and all) ...
         for record in (
