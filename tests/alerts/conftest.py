@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -52,8 +51,3 @@ def control(settings_env: dict[str, str], unique: str) -> Iterator[Settings]:
             f.result(timeout=30)
         except Exception:  # noqa: BLE001 - best-effort clean-up
             pass
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    return tmp_path
