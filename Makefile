@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services stop status topics browser test test-unit demo lint format bench clean
+.PHONY: help venv services stop status topics browser monitoring test test-unit demo lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,7 +39,14 @@ browser: ## Debian's chromium, for the HTML report's browser test (installed whe
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
 	  else echo "chromium is missing: install Debian's chromium for the report test"; fi; }
 
-test: venv services topics browser ## the whole test suite against the real broker and Redis
+monitoring: ## Debian's prometheus (+ promtool) and alertmanager, for the alert and rule tests (installed when missing)
+	@{ command -v promtool && command -v prometheus-alertmanager; } >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      prometheus prometheus-alertmanager) >/dev/null; \
+	  else echo "prometheus/alertmanager missing: install Debian's prometheus and prometheus-alertmanager"; fi; }
+
+test: venv services topics browser monitoring ## the whole test suite against the real broker and Redis
 	$(BIN)/python -m pytest
 
 test-unit: venv ## the pure tests only (no services)

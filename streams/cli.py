@@ -81,6 +81,7 @@ _COMMAND_MODULES = (
     "streams.simulator.commands",
     "streams.replay.commands",
     "streams.demo.commands",
+    "streams.alerts.commands",
 )
 
 
