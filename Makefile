@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services stop status topics browser test test-unit demo lint format bench clean
+.PHONY: help venv services stop status topics browser asyncapi test test-unit demo lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,7 +39,21 @@ browser: ## Debian's chromium, for the HTML report's browser test (installed whe
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
 	  else echo "chromium is missing: install Debian's chromium for the report test"; fi; }
 
-test: venv services topics browser ## the whole test suite against the real broker and Redis
+# The AsyncAPI parser that validates docs/asyncapi.yaml (tests/contract), with its Avro schema parser.
+ASYNCAPI_DIR := .cache/asyncapi
+ASYNCAPI_PARSER := 3.6.6
+ASYNCAPI_AVRO := 3.1.0
+ASYNCAPI_STAMP := $(ASYNCAPI_DIR)/.installed-$(ASYNCAPI_PARSER)-$(ASYNCAPI_AVRO)
+
+asyncapi: $(ASYNCAPI_STAMP) ## npm's @asyncapi/parser into .cache/asyncapi (needs Node.js >= 18)
+
+$(ASYNCAPI_STAMP):
+	@command -v npm >/dev/null 2>&1 || { echo "npm is missing: install Node.js (>= 18) for the AsyncAPI check"; exit 1; }
+	npm install --prefix $(ASYNCAPI_DIR) --no-audit --no-fund --loglevel=error \
+	  @asyncapi/parser@$(ASYNCAPI_PARSER) @asyncapi/avro-schema-parser@$(ASYNCAPI_AVRO)
+	@touch $@
+
+test: venv services topics browser asyncapi ## the whole test suite against the real broker and Redis
 	$(BIN)/python -m pytest
 
 test-unit: venv ## the pure tests only (no services)
