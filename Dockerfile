@@ -18,4 +18,6 @@ RUN pip install --no-cache-dir /dist/fleetgate-*.whl && rm -rf /dist
 RUN useradd --create-home --uid 10001 fleetgate
 USER fleetgate
 WORKDIR /home/fleetgate
+# Owned by the user, so a named volume mounted here (docker-compose.yml's demo) is writable.
+RUN mkdir data
 ENTRYPOINT ["fleetgate"]
