@@ -175,7 +175,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--file", help="replay an export file instead of the broker (no Kafka needed)")
     r.add_argument("--rollout", help="only this rollout")
     r.add_argument(
-        "--policy", help="what-if: replay under this policy YAML and show when it would have fired"
+        "--policy",
+        help="what-if: replay under this policy (YAML file or shipped name) and show when it would have fired",
     )
     r.add_argument(
         "--compare",
@@ -213,5 +214,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     _time_args(p, False)
     p.add_argument("--file", help="build it from an export file instead of the broker")
-    p.add_argument("--policy", help="replay under this policy instead of the worker's")
+    p.add_argument(
+        "--policy", help="replay under this policy (YAML file or shipped name) instead of the worker's"
+    )
     p.set_defaults(handler=_report)
