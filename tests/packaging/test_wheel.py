@@ -34,6 +34,8 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = sorted(p.name for p in (ROOT / "schemas").glob("*.avsc"))
+POLICIES = sorted(p.name for p in (ROOT / "policies").glob("*.yaml"))
+# Left out of the copy the build runs on: VCS, caches, virtualenvs, build leftovers.
 _NOT_SOURCE = (
     ".git",
     ".venv",
@@ -45,7 +47,6 @@ _NOT_SOURCE = (
     ".*_cache",
     ".hypothesis",
 )
-POLICIES = sorted(p.name for p in (ROOT / "policies").glob("*.yaml"))
 
 
 def _run(cmd: list[str | Path], cwd: Path, env: dict[str, str]) -> str:
