@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services stop status topics browser monitoring test test-unit demo lint format bench clean
+.PHONY: help venv services stop status topics browser monitoring asyncapi test test-unit demo lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,7 +46,21 @@ monitoring: ## Debian's prometheus (+ promtool) and alertmanager, for the alert 
 	      prometheus prometheus-alertmanager) >/dev/null; \
 	  else echo "prometheus/alertmanager missing: install Debian's prometheus and prometheus-alertmanager"; fi; }
 
-test: venv services topics browser monitoring ## the whole test suite against the real broker and Redis
+# The AsyncAPI parser that validates docs/asyncapi.yaml (tests/contract), with its Avro schema parser.
+ASYNCAPI_DIR := .cache/asyncapi
+ASYNCAPI_PARSER := 3.6.6
+ASYNCAPI_AVRO := 3.1.0
+ASYNCAPI_STAMP := $(ASYNCAPI_DIR)/.installed-$(ASYNCAPI_PARSER)-$(ASYNCAPI_AVRO)
+
+asyncapi: $(ASYNCAPI_STAMP) ## npm's @asyncapi/parser into .cache/asyncapi (needs Node.js >= 18)
+
+$(ASYNCAPI_STAMP):
+	@command -v npm >/dev/null 2>&1 || { echo "npm is missing: install Node.js (>= 18) for the AsyncAPI check"; exit 1; }
+	npm install --prefix $(ASYNCAPI_DIR) --no-audit --no-fund --loglevel=error \
+	  @asyncapi/parser@$(ASYNCAPI_PARSER) @asyncapi/avro-schema-parser@$(ASYNCAPI_AVRO)
+	@touch $@
+
+test: venv services topics browser monitoring asyncapi ## the whole test suite against the real broker and Redis
 	$(BIN)/python -m pytest
 
 test-unit: venv ## the pure tests only (no services)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streams.resources import policy_exists, shipped_policies
+
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -160,8 +162,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError("FLEETGATE_REDIS_URL must start with redis://, rediss:// or unix://")
     if s.output_framing == "confluent" and not s.schema_registry_url:
         raise ConfigError("FLEETGATE_OUTPUT_FRAMING=confluent needs FLEETGATE_SCHEMA_REGISTRY_URL")
-    if s.policy_path and not Path(s.policy_path).is_file():
-        raise ConfigError(f"FLEETGATE_POLICY={s.policy_path!r}: no such file")
+    if s.policy_path and not policy_exists(s.policy_path):
+        raise ConfigError(
+            f"FLEETGATE_POLICY={s.policy_path!r}: no such file, nor a shipped policy "
+            f"({', '.join(shipped_policies())})"
+        )
     try:
         s.signing_keyring()
     except ValueError as exc:  # KeyringError: names the variable, never the key material

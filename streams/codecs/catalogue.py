@@ -19,6 +19,7 @@ import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,12 @@ from fastavro import parse_schema
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from streams.codecs.errors import CodecError, SchemaNotFound
+from streams.resources import schema_dir
 
 __all__ = ["SCHEMA_DIR", "SchemaCatalogue", "SchemaEntry", "crc64_avro", "default_catalogue"]
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+# Package data (importlib.resources): the same files in a checkout and in an installed wheel.
+SCHEMA_DIR: Traversable = schema_dir()
 _FILE_RE = re.compile(r"^(?P<subject>[a-z0-9_]+)\.v(?P<version>[0-9]+)\.avsc$")
 
 
@@ -110,10 +113,16 @@ class SchemaCatalogue:
             self.by_fingerprint[e.fingerprint] = e
 
     @classmethod
-    def load(cls, directory: Path | str = SCHEMA_DIR) -> SchemaCatalogue:
-        """Load every ``<subject>.v<N>.avsc`` in ``directory``."""
+    def load(cls, directory: Traversable | Path | str = SCHEMA_DIR) -> SchemaCatalogue:
+        """Load every ``<subject>.v<N>.avsc`` in ``directory`` (a path or a package resource)."""
+        if isinstance(directory, str):
+            directory = Path(directory)
+        if not directory.is_dir():
+            raise CodecError(f"schema directory {directory} not found")
         entries = []
-        for path in sorted(Path(directory).glob("*.avsc")):
+        for path in sorted(
+            (p for p in directory.iterdir() if p.name.endswith(".avsc")), key=lambda p: p.name
+        ):
             m = _FILE_RE.match(path.name)
             if m is None:
                 raise CodecError(f"schema file name {path.name!r} is not <subject>.v<N>.avsc")
@@ -174,5 +183,5 @@ def entry_from_text(text: str, subject: str, version: int, local: bool = True) -
 
 @lru_cache(maxsize=1)
 def default_catalogue() -> SchemaCatalogue:
-    """The catalogue of the repository's ``schemas/`` directory, loaded once per process."""
+    """The catalogue of the shipped ``schemas/`` (package data), loaded once per process."""
     return SchemaCatalogue.load(SCHEMA_DIR)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streams.config import Settings
 from streams.replay.errors import ReplayError
+
+if TYPE_CHECKING:
+    from gates.events import DeviceAttributes
+    from streams.replay.capture import Capture
 
 __all__ = ["register"]
 
@@ -104,11 +109,22 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
     from streams.replay.session import device_ids, load_capture
 
     try:
+        if args.format == "parquet":
+            from streams.replay.parquet import require_pyarrow
+
+            require_pyarrow()  # before reading a range that cannot be written
+        elif args.file:
+            raise ReplayError("--file converts an export to --format parquet; it is an Avro export already")
         trange = _range(args)
-        cap = load_capture(settings, trange, None)
-        attrs, note = lookup_redis(settings, device_ids(cap))
-        if note:
-            print(f"note: {note}", file=sys.stderr)
+        cap = load_capture(settings, trange, args.file)
+        if cap.inventory is not None:  # an export file carries its devices
+            attrs = cap.inventory
+        else:
+            attrs, note = lookup_redis(settings, device_ids(cap))
+            if note:
+                print(f"note: {note}", file=sys.stderr)
+        if args.format == "parquet":
+            return _export_parquet(args.output, cap, attrs)
         n = write_export(Path(args.output), cap, attrs, codec=args.codec)
     except ReplayError as exc:
         return _err(str(exc))
@@ -116,6 +132,15 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
         f"exported {n} records ({cap.input_count} input, {len(cap.plans)} plans, {len(cap.control)} "
         f"decisions) and {len(attrs)} devices of {cap.trange} to {args.output}"
     )
+    return 0
+
+
+def _export_parquet(output: str, cap: Capture, attrs: dict[str, DeviceAttributes]) -> int:
+    from streams.replay.parquet import write_events
+
+    counts = write_events(Path(output), cap, attrs)
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+    print(f"exported {sum(counts.values())} decoded events ({kinds or 'none'}) of {cap.trange} to {output}")
     return 0
 
 
@@ -150,7 +175,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--file", help="replay an export file instead of the broker (no Kafka needed)")
     r.add_argument("--rollout", help="only this rollout")
     r.add_argument(
-        "--policy", help="what-if: replay under this policy YAML and show when it would have fired"
+        "--policy",
+        help="what-if: replay under this policy (YAML file or shipped name) and show when it would have fired",
     )
     r.add_argument(
         "--compare",
@@ -161,16 +187,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("-o", "--output", help="write the decision timeline as JSON lines ('-' for stdout)")
     r.set_defaults(handler=_replay)
 
-    e = sub.add_parser("export", help="export a time range of the topics to an Avro file for offline replay")
-    _time_args(e, True)
-    e.add_argument("-o", "--output", required=True, help="the .avro file to write")
+    e = sub.add_parser(
+        "export", help="export a time range of the topics: Avro for offline replay, or Parquet for notebooks"
+    )
+    _time_args(e, False)
+    e.add_argument("-o", "--output", required=True, help="the .avro (or .parquet) file to write")
+    e.add_argument(
+        "--format",
+        default="avro",
+        choices=("avro", "parquet"),
+        help="avro: the raw records, for `replay --file`; parquet: the decoded canonical events (pyarrow)",
+    )
+    e.add_argument(
+        "--file", help="with --format parquet: convert this export file instead of reading the broker"
+    )
     e.add_argument("--codec", default="deflate", choices=("null", "deflate"), help="Avro block codec")
     e.set_defaults(handler=_export)
 
-    p = sub.add_parser("report", help="self-contained HTML incident report of a rollout (+ CSV)")
+    p = sub.add_parser("report", help="self-contained HTML incident report of a rollout (+ CSV and Parquet)")
     p.add_argument("rollout", help="rollout id")
-    p.add_argument("-o", "--output", required=True, help="directory to write index.html and metrics.csv to")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="directory to write index.html, metrics.csv, metrics.parquet and decisions.parquet to",
+    )
     _time_args(p, False)
     p.add_argument("--file", help="build it from an export file instead of the broker")
-    p.add_argument("--policy", help="replay under this policy instead of the worker's")
+    p.add_argument(
+        "--policy", help="replay under this policy (YAML file or shipped name) instead of the worker's"
+    )
     p.set_defaults(handler=_report)

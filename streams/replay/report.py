@@ -1,8 +1,12 @@
-"""`fleetgate report ROLLOUT -o DIR`: a self-contained HTML incident report and the metrics as CSV.
+"""`fleetgate report ROLLOUT -o DIR`: a self-contained HTML incident report, the metrics as CSV, and
+the metrics and decisions as Parquet.
 
 The data come from a replay of the rollout's range (the worker's policy, or ``--policy``), with
 the decisions found on ``rollout-control`` drawn next to the replayed ones.  The page has no
 external assets: the data are embedded as JSON and drawn as inline SVG by an inline script.
+``metrics.parquet`` holds the rows of ``metrics.csv`` with typed columns; ``decisions.parquet``
+the replayed, live and operator decisions with their reasons (streams/replay/parquet.py).
+Without pyarrow (the ``analytics`` extra) the Parquet files are skipped with a note.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import csv
 import html
 import json
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +30,7 @@ from streams.replay.report_page import PAGE
 from streams.replay.timeline import decision_json
 from streams.replay.timerange import TimeRange, format_ms
 
-__all__ = ["build_report", "report_data", "write_csv", "write_html"]
+__all__ = ["build_report", "health_table", "report_data", "write_csv", "write_html", "write_parquet"]
 
 
 def _rollout_range(settings: Settings, rollout: str, policy: GatePolicy) -> TimeRange:
@@ -66,9 +72,27 @@ def build_report(
     outdir.mkdir(parents=True, exist_ok=True)
     data = report_data(rollout, cap, tl)
     write_csv(outdir / "metrics.csv", tl.health.values())
+    try:
+        write_parquet(outdir, rollout, cap, tl)
+    except ReplayError as exc:  # pyarrow missing: the HTML and CSV are still worth having
+        print(f"note: {exc}; metrics.parquet and decisions.parquet skipped", file=sys.stderr)
     page = outdir / "index.html"
     write_html(page, data)
     return page
+
+
+def write_parquet(outdir: Path, rollout: str, cap: Capture, tl: Timeline) -> None:
+    """``metrics.parquet`` (the CSV's rows) and ``decisions.parquet`` (replay, live, operator)."""
+    from streams.replay import parquet
+
+    parquet.require_pyarrow()
+    rows, metrics, counts = health_table(tl.health.values())
+    parquet.write_metrics(outdir / "metrics.parquet", rows, metrics, counts)
+    live, ops, _ = live_decisions(cap.control, rollout)
+    pairs = (
+        [("replay", d) for d in tl.decisions] + [("live", d) for d in live] + [("operator", d) for d in ops]
+    )
+    parquet.write_decisions(outdir / "decisions.parquet", pairs)
 
 
 def report_data(rollout: str, cap: Capture, tl: Timeline) -> dict[str, Any]:
@@ -141,12 +165,14 @@ def report_data(rollout: str, cap: Capture, tl: Timeline) -> dict[str, Any]:
     }
 
 
-def write_csv(path: Path, health: Any) -> int:
-    rows: list[CohortHealth] = sorted(
-        health, key=lambda h: (h.rollout_id, h.stage, h.is_baseline, h.window_start_ms)
-    )
-    metrics = sorted({k for h in rows for k in h.metrics})
-    counts = sorted({k for h in rows for k in h.counts})
+def health_table(health: Iterable[CohortHealth]) -> tuple[list[CohortHealth], list[str], list[str]]:
+    """Rows in report order, and the metric and count names (the columns after the fixed ones)."""
+    rows = sorted(health, key=lambda h: (h.rollout_id, h.stage, h.is_baseline, h.window_start_ms))
+    return rows, sorted({k for h in rows for k in h.metrics}), sorted({k for h in rows for k in h.counts})
+
+
+def write_csv(path: Path, health: Iterable[CohortHealth]) -> int:
+    rows, metrics, counts = health_table(health)
     head = [
         "rollout_id",
         "stage",

@@ -16,6 +16,7 @@ from streams.replay.inventory import lookup_redis
 from streams.replay.kafka import read_capture
 from streams.replay.replayer import Timeline, replay
 from streams.replay.timerange import TimeRange
+from streams.resources import policy_bytes
 
 __all__ = ["device_ids", "live_policy", "load_capture", "other_policy", "run"]
 
@@ -32,7 +33,9 @@ def live_policy(settings: Settings) -> GatePolicy:
 
 def other_policy(path: str) -> GatePolicy:
     try:
-        return load_policy(Path(path).read_bytes())
+        return load_policy(policy_bytes(path))
+    except FileNotFoundError as exc:
+        raise ReplayError(f"--policy {exc}") from None
     except OSError as exc:
         raise ReplayError(f"--policy {path}: {exc.strerror}") from None
     except ValueError as exc:  # PolicyError names the bad key

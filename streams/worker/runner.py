@@ -12,7 +12,6 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
 
 import redis
 
@@ -20,6 +19,7 @@ from gates.policy import DEFAULT_POLICY, GatePolicy, load_policy
 from streams.config import ConfigError, Settings
 from streams.inventory import InventoryCache
 from streams.logs import log_event
+from streams.resources import policy_bytes
 from streams.security.preflight import check_kafka
 from streams.security.signing import decision_signer
 from streams.worker.app import DeciderStage, build_app
@@ -32,12 +32,12 @@ log = logging.getLogger("fleetgate.worker")
 
 
 def load_worker_policy(settings: Settings, window_ms: int | None = None) -> GatePolicy:
-    """The policy file (FLEETGATE_POLICY) or the built-in default; a window override changes its version."""
+    """The policy file or shipped policy (FLEETGATE_POLICY), else the built-in default; a window override changes its version."""
     policy = DEFAULT_POLICY
     if settings.policy_path:
         try:
-            policy = load_policy(Path(settings.policy_path).read_bytes())
-        except ValueError as exc:
+            policy = load_policy(policy_bytes(settings.policy_path))
+        except (ValueError, OSError) as exc:
             raise ConfigError(f"FLEETGATE_POLICY={settings.policy_path}: {exc}") from None
     if window_ms and window_ms != policy.window_ms:
         # Aggregates of another window size are another state: the version says so.
