@@ -221,3 +221,17 @@ def test_key_material_never_in_reprs() -> None:
     for text in (repr(s), repr(s.signing_keys_parsed()), repr(s.verify_keys_parsed())):
         assert private_b64("g1") not in text and public_b64("g1") not in text
     assert repr(s.verify_keys_parsed()) == "VerifyKeys(g1=gate)"
+
+
+def test_the_worker_signs_gate_decisions_only(caplog: pytest.LogCaptureFixture) -> None:
+    from streams.security import gate_signer
+
+    with caplog.at_level("WARNING", logger="fleetgate.security"):
+        assert gate_signer(load_settings({})) is None  # no gate key: unsigned, said once, loudly
+    assert "signing_disabled" in caplog.text
+    sign = gate_signer(load_settings(signing_env(GATE, ALICE)), lambda: NOW)
+    assert sign is not None
+    sig, kid = sign(decision())
+    assert verify_decision(replace(decision(), signature=sig, key_id=kid), pub(GATE), NOW, MAX_AGE).ok
+    with pytest.raises(ConfigError, match="operator:alice"):  # alice's key here is not the worker's to use
+        sign(operator_decision("pause", "fw-1", 1, "canary", "alice", "x", NOW))
