@@ -66,12 +66,12 @@ class DecisionReader:
 
 
 def signed_by(d: Decision, keys: Any) -> str:
-    """Who signed ``d``, checked with public keys only (as any subscriber can): ``gate (key id)``,
-    ``operator:NAME (key id)``, or why it does not verify.  Age is not judged here."""
+    """The key that signed ``d`` if it verifies with public keys only (as any subscriber can check)
+    as the signer ``d`` names, else why not.  Age is not judged here."""
     from streams.security import verify_decision
 
     v = verify_decision(d, keys, now_ms=d.watermark_ms, max_age_ms=2**62, max_skew_ms=2**62)
-    return f"{v.signer} ({d.key_id})" if v.ok else f"NOT VERIFIED: {v.rejection}"
+    return str(d.key_id) if v.ok else f"NOT VERIFIED: {v.rejection}"
 
 
 def _ts(ms: int) -> str:
@@ -223,9 +223,9 @@ def render_summary(
 ) -> None:
     """What was decided and why, and whether it is what the scenario's ground truth expects.
 
-    With ``keys`` (public keys), each decision's signer is verified and shown."""
+    With ``keys`` (public keys), each decision's signature is verified and its key shown."""
     t = Table(title=f"what was decided, and why ({rollout_id})", expand=True)
-    for col in ("window", "stage", "action", "from", "id", "signed by", "reasons"):
+    for col in ("window", "stage", "action", "from", "id", "key", "reasons"):
         t.add_column(col, overflow="fold")
     for d in decisions:
         if d.rollout_id != rollout_id:
