@@ -1,6 +1,6 @@
 """Benchmark: the cost of signing and verifying a decision, beside encoding it.
 
-    python bench/signing.py [--rounds 2000]
+    python bench/signing.py [--rounds 1000]
 
 Per decision (a gate ROLLBACK with three reasons): the canonical bytes alone (Avro body, the
 baseline every scheme pays), an Ed25519 signature over them (the worker, the operator CLI), a
@@ -50,19 +50,22 @@ def decision() -> Decision:
     )
 
 
-def per_op_us(fn: Callable[[], object], rounds: int) -> float:
-    best = float("inf")
-    for _ in range(3):  # best of three: the least disturbed by other load
-        t = time.perf_counter()
-        for _ in range(rounds):
-            fn()
-        best = min(best, (time.perf_counter() - t) / rounds)
-    return best * 1e6
+def per_op_us(ops: dict[str, Callable[[], object]], rounds: int, repeats: int = 7) -> dict[str, float]:
+    """CPU time per call, best of ``repeats`` rounds interleaved across the operations, so a
+    loaded machine disturbs them alike."""
+    best = dict.fromkeys(ops, float("inf"))
+    for _ in range(repeats):
+        for name, fn in ops.items():
+            t = time.process_time()
+            for _ in range(rounds):
+                fn()
+            best[name] = min(best[name], (time.process_time() - t) / rounds * 1e6)
+    return best
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=1000)
     args = ap.parse_args()
     private, public = generate("gate-bench", "gate")
     key = parse_signing_keys(private).for_signer("gate")
@@ -74,22 +77,23 @@ def main() -> None:
     assert verify_decision(signed, keys, NOW, 60_000).ok
     secret = hashlib.sha256(b"bench").digest()
 
-    base = per_op_us(lambda: canonical_bytes(d), args.rounds)
-    rows = [
-        ("canonical bytes (baseline)", base),
-        ("Ed25519 sign (incl. canonical bytes)", per_op_us(lambda: sign_decision(d, key, NOW), args.rounds)),
-        (
-            "verify_decision (Ed25519, incl. canonical bytes)",
-            per_op_us(lambda: verify_decision(signed, keys, NOW, 60_000), args.rounds),
-        ),  # fmt: skip
-        (
-            "HMAC-SHA256 (incl. canonical bytes), for scale",
-            per_op_us(lambda: hmac.new(secret, canonical_bytes(d), hashlib.sha256).digest(), args.rounds),
-        ),  # fmt: skip
-    ]
-    print(f"per decision, best of 3 x {args.rounds} ({len(canonical_bytes(d))}-byte canonical body)")
-    for name, us in rows:
-        print(f"  {name:50} {us:8.1f} us   ratio {us / base:5.2f}")
+    ops: dict[str, Callable[[], object]] = {
+        "canonical bytes (baseline)": lambda: canonical_bytes(d),
+        "Ed25519 sign (incl. canonical bytes)": lambda: sign_decision(d, key, NOW),
+        "verify_decision (Ed25519, incl. canonical bytes)": lambda: verify_decision(
+            signed, keys, NOW, 60_000
+        ),
+        "HMAC-SHA256 (incl. canonical bytes), for scale": lambda: hmac.new(
+            secret, canonical_bytes(d), hashlib.sha256
+        ).digest(),
+    }
+    us = per_op_us(ops, args.rounds)
+    base = us["canonical bytes (baseline)"]
+    print(
+        f"per decision, CPU time, best of 7 interleaved rounds x {args.rounds} ({len(canonical_bytes(d))}-byte body)"
+    )
+    for name, t in us.items():
+        print(f"  {name:50} {t:8.1f} us   ratio {t / base:5.2f}")
 
 
 if __name__ == "__main__":
