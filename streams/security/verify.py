@@ -167,6 +167,11 @@ class DecisionGuard:
         self.ns = settings.redis_namespace
         self.deadletter_topic = settings.topic("deadletter")
         self.rejected: list[tuple[str, Rejection, str]] = []  # (decision id, why, detail), this process
+        log.info(
+            json.dumps(
+                {"event": "verify_keys", "keys": [f"{k.key_id}={k.signer}" for k in self.keys.by_id.values()]}
+            )
+        )
         if self.accept_unsigned:
             log.warning(
                 json.dumps(
