@@ -8,6 +8,9 @@
 # Every run gets a fresh run id: its own topic prefix (demo.<run>.), Redis namespace (demo-<run>)
 # and consumer groups (demo-<run>), so nothing of an earlier run can interfere.  The previous
 # run's topics and keys are deleted when the next run starts (the last run stays inspectable).
+# Decisions are signed: the first run generates an Ed25519 key pair for the gate and one for the
+# operator "demo" under .cache/run/demo/keys/ (private keys mode 600); the worker gets the gate's
+# private key, `rollout start` the operator's, the executor and the summary the public keys only.
 # Knobs: DEMO_DEVICES (2000), DEMO_SEED (7), DEMO_SCENARIO (bad-model), DEMO_PLAN
 # (plans/demo.yaml), DEMO_TIMEOUT (150 s), FLEETGATE_PY (python of the project venv).
 set -euo pipefail
@@ -21,6 +24,7 @@ SEED="${DEMO_SEED:-7}"
 SCENARIO="${DEMO_SCENARIO:-bad-model}"
 PLAN="${DEMO_PLAN:-plans/demo.yaml}"
 TIMEOUT="${DEMO_TIMEOUT:-150}"
+KEY_DIR="$RUN_DIR/keys"
 PROCS=(simulator executor worker)   # stop order: devices first, the worker last
 
 fg() { "$PY" -m streams.cli "$@"; }
@@ -44,6 +48,13 @@ stop_one() {  # stop_one NAME: SIGTERM the pid in NAME.pid, wait, then SIGKILL
 stop_all() {
   local name
   for name in "${PROCS[@]}"; do stop_one "$name"; done
+}
+
+keys() {  # one key pair per signer, made once; the executor's list holds both public keys
+  mkdir -p "$KEY_DIR" && chmod 700 "$KEY_DIR"
+  [[ -f "$KEY_DIR/gate-demo.key" ]] || fg keys generate --signer gate --key-id gate-demo --dir "$KEY_DIR" >/dev/null
+  [[ -f "$KEY_DIR/op-demo.key" ]] || fg keys generate --signer operator:demo --key-id op-demo --dir "$KEY_DIR" >/dev/null
+  cat "$KEY_DIR/gate-demo.pub" "$KEY_DIR/op-demo.pub" >"$KEY_DIR/verify.keys"
 }
 
 start_bg() {  # start_bg NAME CMD...: background process, log and pid file in the run dir
@@ -80,15 +91,21 @@ run() {
   fg simulate inventory --devices "$DEVICES" --seed "$SEED" -o "$RUN_DIR/fleet.csv" >/dev/null
   fg inventory load "$RUN_DIR/fleet.csv"
 
+  say "signing keys (Ed25519) in ${KEY_DIR#"$ROOT"/}: gate and operator:demo sign, the executor verifies"
+  keys
+  local gate_key="FLEETGATE_SIGNING_KEYS=@$KEY_DIR/gate-demo.key" op_key="FLEETGATE_SIGNING_KEYS=@$KEY_DIR/op-demo.key"
+  export FLEETGATE_VERIFY_KEYS="@$KEY_DIR/verify.keys"   # public: executor, watch, summary
+  unset FLEETGATE_SIGNING_KEYS
+
   say "starting the gate worker, the executor and the simulator (scenario $SCENARIO); logs in ${RUN_DIR#"$ROOT"/}"
-  start_bg worker "$PY" -m streams.cli worker --instance "demo-$run_id" --log-level WARNING
+  start_bg worker env "$gate_key" "$PY" -m streams.cli worker --instance "demo-$run_id" --log-level WARNING
   start_bg executor "$PY" -m streams.cli executor --offline-after 30s
   start_bg simulator "$PY" -m streams.cli simulate --devices "$DEVICES" --seed "$SEED" \
     --scenario "$SCENARIO" --truth-out "$RUN_DIR/truth.json" --log-level WARNING
   sleep 3   # let the simulator assign its command consumer and the first reports flow
 
   say "rollout start $PLAN"
-  fg rollout start "$PLAN" --by demo --reason "make demo: staged firmware rollout (scenario $SCENARIO)"
+  env "$op_key" "$PY" -m streams.cli rollout start "$PLAN" --by demo --reason "make demo: staged firmware rollout (scenario $SCENARIO)"
 
   "$PY" -m streams.demo watch "$rollout" --timeout "$TIMEOUT" --pid-dir "$RUN_DIR" \
     --title "fleetgate demo ($SCENARIO, $DEVICES devices)" || rc=$?

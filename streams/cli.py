@@ -35,15 +35,11 @@ def _cmd_topics_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
-    print(
-        json.dumps(
-            {
-                k: repr(v) if k in ("sasl_password", "redis_url", "signing_keys") else v
-                for k, v in vars(settings).items()
-            },
-            indent=2,
-        )
-    )
+    shown = {k: repr(v) if k in ("sasl_password", "redis_url") else v for k, v in vars(settings).items()}
+    # key ids and signers only, never key material (not even the public keys)
+    shown["signing_keys"] = repr(settings.signing_keys_parsed())
+    shown["verify_keys"] = repr(settings.verify_keys_parsed())
+    print(json.dumps(shown, indent=2))
     return 0
 
 
@@ -82,6 +78,7 @@ _COMMAND_MODULES = (
     "streams.replay.commands",
     "streams.demo.commands",
     "streams.alerts.commands",
+    "streams.security.commands",
 )
 
 

@@ -53,17 +53,26 @@ class Settings:
     metrics_port: int = 0
     group_id: str = "fleetgate"
     replication_factor: int = 1
-    # issue 8, decision signing (docs/security.md): "kid:base64,kid:base64", the signing key id,
-    # and the oldest decision (by its signed issued_at_ms) the executor still obeys.
+    # Decision signing (docs/security.md): private Ed25519 keys where decisions are signed, public
+    # keys where they are obeyed, both "KEY_ID=SIGNER:BASE64,..." (or "@file"); the oldest decision
+    # (by its signed issued_at_ms) the executor still obeys; and the development-only switch, set by
+    # the executor's --insecure-accept-unsigned flag (never from the environment).
     signing_keys: Secret = Secret("")
-    signing_key_id: str = ""
+    verify_keys: Secret = Secret("")
     decision_max_age_ms: int = 3_600_000
+    insecure_accept_unsigned: bool = False
 
-    def signing_keyring(self) -> Any:
-        """The parsed :class:`streams.security.keys.Keyring` (empty: signing off)."""
-        from streams.security.keys import parse_keyring
+    def signing_keys_parsed(self) -> Any:
+        """The parsed :class:`streams.security.keys.SigningKeys` (empty: this process cannot sign)."""
+        from streams.security.keys import parse_signing_keys
 
-        return parse_keyring(self.signing_keys.value, self.signing_key_id)
+        return parse_signing_keys(self.signing_keys.value)
+
+    def verify_keys_parsed(self) -> Any:
+        """The parsed :class:`streams.security.keys.VerifyKeys`."""
+        from streams.security.keys import parse_verify_keys
+
+        return parse_verify_keys(self.verify_keys.value)
 
     def kafka_client_config(self) -> dict[str, str]:
         """librdkafka settings shared by every confluent-kafka client we build."""
@@ -105,6 +114,11 @@ def _choice(env: Mapping[str, str], key: str, default: str, choices: tuple[str, 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Build Settings from FLEETGATE_* variables; flags given as overrides win."""
     env = os.environ if env is None else env
+    if env.get("FLEETGATE_SIGNING_KEY_ID"):
+        raise ConfigError(
+            "FLEETGATE_SIGNING_KEY_ID is not a setting: a decision is signed with the key of the signer "
+            "it names in FLEETGATE_SIGNING_KEYS (KEY_ID=SIGNER:BASE64, docs/security.md)"
+        )
     s = Settings(
         bootstrap_servers=env.get("FLEETGATE_BOOTSTRAP_SERVERS") or Settings.bootstrap_servers,
         topic_prefix=env.get("FLEETGATE_TOPIC_PREFIX", Settings.topic_prefix),
@@ -123,7 +137,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         group_id=env.get("FLEETGATE_GROUP_ID") or Settings.group_id,
         replication_factor=_int(env, "FLEETGATE_REPLICATION_FACTOR", 1, 1),
         signing_keys=Secret(env.get("FLEETGATE_SIGNING_KEYS", "")),
-        signing_key_id=env.get("FLEETGATE_SIGNING_KEY_ID", ""),
+        verify_keys=Secret(env.get("FLEETGATE_VERIFY_KEYS", "")),
         decision_max_age_ms=_int(env, "FLEETGATE_DECISION_MAX_AGE_MS", 3_600_000, 1000),
     )
     s = _apply(s, overrides)
@@ -135,7 +149,7 @@ def _apply(s: Settings, overrides: Mapping[str, object]) -> Settings:
     from dataclasses import replace
 
     clean = {k: v for k, v in overrides.items() if v is not None}
-    for key in ("sasl_password", "redis_url", "signing_keys"):
+    for key in ("sasl_password", "redis_url", "signing_keys", "verify_keys"):
         if isinstance(clean.get(key), str):
             clean[key] = Secret(str(clean[key]))
     unknown = set(clean) - set(Settings.__dataclass_fields__)
@@ -168,6 +182,7 @@ def _validate(s: Settings) -> None:
             f"({', '.join(shipped_policies())})"
         )
     try:
-        s.signing_keyring()
+        s.signing_keys_parsed()
+        s.verify_keys_parsed()
     except ValueError as exc:  # KeyringError: names the variable, never the key material
         raise ConfigError(str(exc)) from None

@@ -75,5 +75,8 @@ def new_topic(bootstrap: str) -> Iterator[Callable[..., str]]:
 
 @pytest.fixture
 def settings_env(bootstrap: str, redis_url: str) -> dict[str, str]:
-    """An environment mapping for streams.config.load_settings pointing at the local services."""
-    return {"FLEETGATE_BOOTSTRAP_SERVERS": bootstrap, "FLEETGATE_REDIS_URL": redis_url}
+    """An environment mapping for streams.config.load_settings pointing at the local services,
+    with this session's signing keys (gate, test operators) and their public keys."""
+    from tests.security.keys import dev_env
+
+    return {"FLEETGATE_BOOTSTRAP_SERVERS": bootstrap, "FLEETGATE_REDIS_URL": redis_url} | dev_env()

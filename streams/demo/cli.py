@@ -51,7 +51,7 @@ def _cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
     from rich.console import Console
 
     from streams.demo.outcome import check_outcome, load_truth
-    from streams.demo.watch import DecisionReader, render_summary
+    from streams.demo.watch import DecisionReader, render_summary, signed_by
     from streams.executor.store import ExecutorStore
 
     console = Console()
@@ -66,7 +66,12 @@ def _cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
     extra = {}
     if args.wall_start:
         extra["wall time"] = f"{time.time() - args.wall_start:.1f} s"
-    render_summary(console, args.rollout, reader.decisions, outcome, extra)
+    keys = settings.verify_keys_parsed()
+    mine = [d for d in reader.decisions if d.rollout_id == args.rollout]
+    if keys.enabled:
+        verified = sum(not signed_by(d, keys).startswith("NOT") for d in mine)
+        extra["signatures"] = f"{verified} of {len(mine)} decisions verified with public keys only"
+    render_summary(console, args.rollout, reader.decisions, outcome, extra, keys if keys.enabled else None)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(outcome.to_dict(), indent=1) + "\n", encoding="utf-8")
     return 0 if outcome.ok else 1

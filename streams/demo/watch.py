@@ -25,7 +25,7 @@ from streams.demo.outcome import Outcome
 from streams.executor.report import rollout_versions
 from streams.executor.store import ExecutorStore
 
-__all__ = ["DecisionReader", "render_summary", "watch"]
+__all__ = ["DecisionReader", "render_summary", "signed_by", "watch"]
 
 _STYLE = {"PROCEED": "green", "HOLD": "yellow", "PAUSE": "bold magenta", "ROLLBACK": "bold red"}
 _TERMINAL = (RolloutState.COMPLETED, RolloutState.ROLLED_BACK)
@@ -63,6 +63,15 @@ class DecisionReader:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def signed_by(d: Decision, keys: Any) -> str:
+    """The key that signed ``d`` if it verifies with public keys only (as any subscriber can check)
+    as the signer ``d`` names, else why not.  Age is not judged here."""
+    from streams.security import verify_decision
+
+    v = verify_decision(d, keys, now_ms=d.watermark_ms, max_age_ms=2**62, max_skew_ms=2**62)
+    return str(d.key_id) if v.ok else f"NOT VERIFIED: {v.rejection}"
 
 
 def _ts(ms: int) -> str:
@@ -210,10 +219,13 @@ def render_summary(
     decisions: list[Decision],
     outcome: Outcome | None,
     extra: dict[str, Any],
+    keys: Any = None,
 ) -> None:
-    """What was decided and why, and whether it is what the scenario's ground truth expects."""
+    """What was decided and why, and whether it is what the scenario's ground truth expects.
+
+    With ``keys`` (public keys), each decision's signature is verified and its key shown."""
     t = Table(title=f"what was decided, and why ({rollout_id})", expand=True)
-    for col in ("window", "stage", "action", "from", "id", "reasons"):
+    for col in ("window", "stage", "action", "from", "id", "key", "reasons"):
         t.add_column(col, overflow="fold")
     for d in decisions:
         if d.rollout_id != rollout_id:
@@ -224,6 +236,7 @@ def render_summary(
             Text(d.action.value, style=_STYLE.get(d.action.value, "")),
             d.source.value.lower() + (f" ({d.operator})" if d.operator else ""),
             d.decision_id[:12],
+            signed_by(d, keys) if keys is not None else "-",
             reason_text(d, limit=4),
         )
     console.print(t)

@@ -18,6 +18,10 @@ from streams.config import Settings
 __all__ = ["register"]
 
 EXIT_SKIPPED = 1  # `inventory load`: good rows loaded, some bad rows skipped
+_UNSIGNED_HELP = (
+    "DEVELOPMENT ONLY: publish unsigned when FLEETGATE_SIGNING_KEYS has no key for operator:<--by> "
+    "(executors refuse it unless started with --insecure-accept-unsigned)"
+)
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h)?$")
 
 
@@ -86,15 +90,31 @@ def _cmd_inventory_show(args: argparse.Namespace, settings: Settings) -> int:
 
 # ----------------------------------------------------------------- executor
 def _cmd_executor(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import replace
+
     from streams.executor.runner import Executor
     from streams.security.preflight import check_kafka
+    from streams.security.verify import check_verify_config
 
-    check_kafka(settings)  # issue 8: exit 2 at once on bad Kafka credentials / TLS
+    settings = replace(settings, insecure_accept_unsigned=args.insecure_accept_unsigned)
+    check_verify_config(settings)  # exit 2 at once: no public keys and no insecure flag
+    check_kafka(settings)  # exit 2 at once on bad Kafka credentials / TLS
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("fleetgate.executor")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    if settings.signing_keys.value:
+        # It never signs: a private key here only widens what a break-in would yield.
+        logger.warning(
+            json.dumps(
+                {
+                    "event": "private_keys_on_executor",
+                    "detail": "FLEETGATE_SIGNING_KEYS is set but the executor only verifies: remove it "
+                    "from the executor's environment (docs/security.md)",
+                }
+            )
+        )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -140,7 +160,7 @@ def _cmd_rollout_start(args: argparse.Namespace, settings: Settings) -> int:
     try:
         spec = load_plan(args.plan)
         check_kafka(settings)  # before anything is stored: a retry must not find a half-started rollout
-        d = start(settings, spec, args.by, args.reason)
+        d = start(settings, spec, args.by, args.reason, allow_unsigned=args.insecure_unsigned)
     except ExecutorError as exc:
         return _err(str(exc))
     print(
@@ -158,7 +178,15 @@ def _cmd_rollout_request(args: argparse.Namespace, settings: Settings) -> int:
 
     check_kafka(settings)  # exit 2 at once on bad Kafka credentials / TLS
     try:
-        d = request(settings, args.rollout_command, args.rollout_id, args.by, args.reason, stage=args.stage)
+        d = request(
+            settings,
+            args.rollout_command,
+            args.rollout_id,
+            args.by,
+            args.reason,
+            stage=args.stage,
+            allow_unsigned=args.insecure_unsigned,
+        )
     except ExecutorError as exc:
         return _err(str(exc))
     print(json.dumps({"decision_id": d.decision_id, "rollout_id": d.rollout_id, "stage": d.stage,
@@ -206,6 +234,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="0",
         help="unique per executor process: its static group membership (a restart resumes at once)",
     )
+    p.add_argument(
+        "--insecure-accept-unsigned",
+        action="store_true",
+        help="DEVELOPMENT ONLY: obey decisions that carry no signature (signed ones are still checked)",
+    )
     p.set_defaults(handler=_cmd_executor)
 
     fleet = sub.add_parser("fleet", help="fleet-wide views")
@@ -223,6 +256,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("plan", help="plan YAML file (see plans/)")
     p.add_argument("--by", type=_text(64), default=getpass.getuser(), help="who (default: login name)")
     p.add_argument("--reason", type=_text(500), default="planned rollout", help="why")
+    p.add_argument("--insecure-unsigned", action="store_true", help=_UNSIGNED_HELP)
     p.set_defaults(handler=_cmd_rollout_start)
     for verb, what in (("pause", "stop dispatching, keep state"), ("resume", "resume a paused rollout"),
                        ("rollback", "roll back every stage up to the current one")):  # fmt: skip
@@ -231,6 +265,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.add_argument("--by", type=_text(64), required=True, help="who")
         p.add_argument("--reason", type=_text(500), required=True, help="why")
         p.add_argument("--stage", type=int, help="stage index (default: the rollout's current stage)")
+        p.add_argument("--insecure-unsigned", action="store_true", help=_UNSIGNED_HELP)
         p.set_defaults(handler=_cmd_rollout_request)
     p = rsub.add_parser("status", help="executor state of a rollout and the gate's latest status")
     p.add_argument("rollout_id", type=_text(128))

@@ -44,13 +44,17 @@ def make_encoder(settings: Settings) -> Encoder:
     return Encoder()
 
 
-def produce_decision(settings: Settings, decision: Any, timeout_s: float = 15.0) -> None:
-    """Write one decision to the control topic and wait until the broker has it."""
-    producer = make_producer(settings)
-    from streams.security.signing import decision_signer  # issue 8: operator decisions are signed
+def produce_decision(
+    settings: Settings, decision: Any, timeout_s: float = 15.0, *, allow_unsigned: bool = False
+) -> None:
+    """Sign one decision and write it to the control topic; wait until the broker has it.
 
-    sign = decision_signer(settings.signing_keyring())
-    signature, key_id = sign(decision) if sign else (None, None)
+    No private key for the decision's signer: ConfigError, unless ``allow_unsigned`` (the
+    operator CLI's ``--insecure-unsigned``, development only)."""
+    from streams.security.signing import decision_signer  # the key of the signer the decision names
+
+    sign = decision_signer(settings.signing_keys_parsed(), allow_unsigned=allow_unsigned)
+    signature, key_id = sign(decision)
     value, headers = make_encoder(settings).encode(
         decision,
         Framing(settings.output_framing),
@@ -58,6 +62,7 @@ def produce_decision(settings: Settings, decision: Any, timeout_s: float = 15.0)
         signature=signature,
         key_id=key_id,
     )
+    producer = make_producer(settings)
     errors: list[str] = []
 
     def on_delivery(err: Any, msg: Any) -> None:

@@ -60,10 +60,25 @@ def operator_decision(
     )
 
 
+def _signable(settings: Settings, operator: str, allow_unsigned: bool) -> None:
+    """Fail before anything is stored when ``operator`` has no private key here."""
+    from streams.security.keys import operator_signer
+    from streams.security.signing import require_key
+
+    require_key(settings.signing_keys_parsed(), operator_signer(operator), allow_unsigned)
+
+
 def start(
-    settings: Settings, spec: PlanSpec, operator: str, reason: str, clock: Callable[[], int] = wall_clock_ms
+    settings: Settings,
+    spec: PlanSpec,
+    operator: str,
+    reason: str,
+    clock: Callable[[], int] = wall_clock_ms,
+    *,
+    allow_unsigned: bool = False,
 ) -> Decision:
-    """Store the plan definition and write the start decision."""
+    """Store the plan definition and write the start decision, signed with ``operator``'s key."""
+    _signable(settings, operator, allow_unsigned)
     store = ExecutorStore.from_url(settings.redis_url.value, settings.redis_namespace)
     existing = store.load_status(spec.rollout_id)
     if existing is not None:
@@ -92,7 +107,7 @@ def start(
         spec.policy_version,
         (evidence,),
     )
-    produce_decision(settings, d)
+    produce_decision(settings, d, allow_unsigned=allow_unsigned)
     return d
 
 
@@ -104,10 +119,13 @@ def request(
     reason: str,
     clock: Callable[[], int] = wall_clock_ms,
     stage: int | None = None,
+    *,
+    allow_unsigned: bool = False,
 ) -> Decision:
     """Pause, resume or roll back: aimed at the rollout's current stage unless ``stage`` is given."""
     if verb not in ("pause", "resume", "rollback"):
         raise ValueError(f"unknown operator verb {verb!r}")
+    _signable(settings, operator, allow_unsigned)
     store = ExecutorStore.from_url(settings.redis_url.value, settings.redis_namespace)
     st = store.load_status(rollout_id)
     if st is None:
@@ -120,5 +138,5 @@ def request(
     d = operator_decision(
         verb, rollout_id, s, st.spec.stages[s].name, operator, reason, clock(), st.spec.policy_version
     )
-    produce_decision(settings, d)
+    produce_decision(settings, d, allow_unsigned=allow_unsigned)
     return d

@@ -54,7 +54,7 @@ from streams.executor.machine import (
 from streams.executor.plans import PlanSpec
 from streams.executor.store import ExecutorStore, version_field
 from streams.inventory import read_all_devices
-from streams.security.verify import DecisionGuard
+from streams.security.verify import DecisionGuard, check_verify_config
 
 __all__ = ["Executor", "FaultPoint", "wall_clock_ms"]
 
@@ -95,6 +95,7 @@ class Executor:
         instance: str | None = None,
     ) -> None:
         """`instance` (unique per executor process) makes its consumers static group members."""
+        check_verify_config(settings)  # before any client exists: no public keys, no executor
         self.settings = settings
         self.clock = clock
         self.offline_after_ms = offline_after_ms
@@ -116,9 +117,7 @@ class Executor:
             instance,
         )
         self._decisions = Decoder(OUTPUT)
-        self.guard = DecisionGuard(
-            settings, self.store.client, self.producer, self.encoder, self.framing
-        )  # issue 8
+        self.guard = DecisionGuard(settings, self.store.client, self.producer, self.encoder, self.framing)
         self._acks = Decoder(ACK)
         self._telemetry = Decoder(TELEMETRY)
         self.statuses: dict[str, RolloutStatus] = {}
@@ -187,7 +186,7 @@ class Executor:
                 self._log("control_undecodable", reason=str(err.reason), offset=err.offset)
             for rec in records:
                 if isinstance(rec, Decision):
-                    if self.guard.admit(rec, msg, self.clock()):  # issue 8: signature, age, replay
+                    if self.guard.admit(rec, msg, self.clock()):  # signature, signer, age, replay
                         self.handle_decision(rec)
                 else:
                     self._log("control_unexpected_record", type=type(rec).__name__)

@@ -1,37 +1,38 @@
-"""HMAC-SHA256 signatures on decisions (format 1).
+"""Ed25519 signatures on decisions (format 2), made only where a private key lives.
 
 Canonical bytes of a decision: the schemaless Avro binary encoding of the decision under
 ``schemas/decision.v1.avsc`` with ``signature`` and ``key_id`` both null -- i.e. exactly the
 Avro body of the unsigned decision, whatever framing (single-object, Confluent, JSON) carries it.
+They include ``source`` and ``operator``: who the decision says it comes from is signed.
 
-The ``signature`` field holds a 41-byte blob::
+The ``signature`` field holds a 73-byte blob::
 
-    0x01 | issued_at_ms (8 bytes, unsigned big-endian) | HMAC-SHA256(key[key_id], mac_input) (32 bytes)
+    0x02 | issued_at_ms (8 bytes, unsigned big-endian) | Ed25519(private key, message) (64 bytes)
 
-    mac_input = b"fleetgate-decision-v1\\x00" + key_id (UTF-8) + b"\\x00"
-                + issued_at_ms (8 bytes, unsigned big-endian) + canonical bytes
+    message = b"fleetgate-decision-ed25519\\x00" + key_id (UTF-8) + b"\\x00"
+              + issued_at_ms (8 bytes, unsigned big-endian) + canonical bytes
 
-``issued_at_ms`` is the signer's wall clock; it lives inside the signed blob so the decision
-schema (and its fingerprint) need not change, and the executor can reject expired decisions.
-A future decision schema version must use a new format byte (its canonical bytes differ).
+A decision is signed by the key of the signer it names: ``gate`` for ``source=GATE``,
+``operator:NAME`` for ``source=OPERATOR, operator=NAME`` (:func:`signer_of`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import json
+import logging
 import struct
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
-from gates.events import Decision
+from gates.events import Decision, DecisionSource
 from streams.codecs import records
 from streams.codecs.catalogue import SchemaEntry, default_catalogue
 from streams.codecs.encoder import Encoder
 from streams.codecs.kinds import DECISION_NAME
 from streams.config import ConfigError
-from streams.security.keys import Keyring
+from streams.security.keys import GATE, PrivateKey, SigningKeys, operator_signer
 
 __all__ = [
     "SIGNATURE_FORMAT",
@@ -39,22 +40,26 @@ __all__ = [
     "SignatureError",
     "canonical_bytes",
     "decision_signer",
-    "mac",
+    "gate_signer",
+    "require_key",
+    "message",
     "sign_decision",
+    "signer_of",
     "unpack_signature",
 ]
 
-SIGNATURE_FORMAT = 1
-SIGNATURE_LENGTH = 1 + 8 + 32
-_DOMAIN = b"fleetgate-decision-v1\x00"
-_SCHEMA_VERSION = 1  # canonical bytes are always the decision.v1 Avro body (format 1)
+log = logging.getLogger("fleetgate.security")
+SIGNATURE_FORMAT = 2
+SIGNATURE_LENGTH = 1 + 8 + 64
+_DOMAIN = b"fleetgate-decision-ed25519\x00"
+_SCHEMA_VERSION = 1  # canonical bytes are the decision.v1 Avro body
 _entry: SchemaEntry | None = None
 
 Signer = Callable[[Decision], tuple[bytes | None, str | None]]
 
 
 class SignatureError(ValueError):
-    """A signature blob that is not format 1 (wrong length or format byte)."""
+    """A signature blob that is not format 2 (wrong length or format byte)."""
 
 
 def _decision_entry() -> SchemaEntry:
@@ -70,24 +75,27 @@ def canonical_bytes(d: Decision) -> bytes:
     return Encoder.avro_body(_decision_entry(), records.decision_to_dict(unsigned))
 
 
-def mac(key: bytes, key_id: str, issued_at_ms: int, canonical: bytes) -> bytes:
-    msg = _DOMAIN + key_id.encode() + b"\x00" + struct.pack(">Q", issued_at_ms) + canonical
-    return hmac.new(key, msg, hashlib.sha256).digest()
+def message(key_id: str, issued_at_ms: int, canonical: bytes) -> bytes:
+    return _DOMAIN + key_id.encode() + b"\x00" + struct.pack(">Q", issued_at_ms) + canonical
 
 
-def sign_decision(d: Decision, keyring: Keyring, issued_at_ms: int) -> tuple[bytes, str]:
-    """``(signature blob, key id)`` for ``d`` with the keyring's active key."""
-    if not keyring.active:
-        raise ValueError("no active signing key: set FLEETGATE_SIGNING_KEY_ID")
+def signer_of(d: Decision) -> str:
+    """The signer a decision claims: ``gate`` or ``operator:NAME``."""
+    if d.source is DecisionSource.GATE:
+        return GATE
+    return operator_signer(d.operator or "")
+
+
+def sign_decision(d: Decision, key: PrivateKey, issued_at_ms: int) -> tuple[bytes, str]:
+    """``(signature blob, key id)`` for ``d`` with ``key`` (whichever signer it belongs to)."""
     if not 0 <= issued_at_ms < 2**63:
         raise ValueError(f"issued_at_ms {issued_at_ms} out of range")
-    key = keyring.keys[keyring.active]
-    tag = mac(key, keyring.active, issued_at_ms, canonical_bytes(d))
-    return bytes([SIGNATURE_FORMAT]) + struct.pack(">Q", issued_at_ms) + tag, keyring.active
+    sig = key.key.sign(message(key.key_id, issued_at_ms, canonical_bytes(d)))
+    return bytes([SIGNATURE_FORMAT]) + struct.pack(">Q", issued_at_ms) + sig, key.key_id
 
 
 def unpack_signature(blob: bytes) -> tuple[int, bytes]:
-    """``(issued_at_ms, mac)`` from a format-1 blob."""
+    """``(issued_at_ms, Ed25519 signature)`` from a format-2 blob."""
     if len(blob) != SIGNATURE_LENGTH or blob[0] != SIGNATURE_FORMAT:
         raise SignatureError(
             f"signature is not format {SIGNATURE_FORMAT} ({len(blob)} bytes, format byte "
@@ -97,18 +105,52 @@ def unpack_signature(blob: bytes) -> tuple[int, bytes]:
     return issued_at_ms, blob[9:]
 
 
-def decision_signer(keyring: Keyring, clock_ms: Callable[[], int] | None = None) -> Signer | None:
-    """The ``sign`` hook for ``DeciderStage`` / ``produce_decision``; None when signing is off."""
-    if not keyring.enabled:
-        return None
-    if not keyring.active:
+def _clock() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def require_key(keys: SigningKeys, signer: str, allow_unsigned: bool = False) -> PrivateKey | None:
+    """``signer``'s private key; none: :class:`ConfigError` naming it (None if ``allow_unsigned``)."""
+    key = keys.for_signer(signer)
+    if key is None and not allow_unsigned:
+        have = ", ".join(sorted(keys.by_signer)) or "none"
         raise ConfigError(
-            "FLEETGATE_SIGNING_KEYS has several keys: set FLEETGATE_SIGNING_KEY_ID to the one this process signs with"
+            f"FLEETGATE_SIGNING_KEYS has no private key for signer {signer!r} (has: {have}); "
+            f"create one with `fleetgate keys generate --signer {signer}`"
         )
-    clock = clock_ms or (lambda: time.time_ns() // 1_000_000)
+    return key
+
+
+def decision_signer(
+    keys: SigningKeys, clock_ms: Callable[[], int] | None = None, *, allow_unsigned: bool = False
+) -> Signer:
+    """Signs each decision with the key of the signer it names.
+
+    No key for that signer: :class:`ConfigError` naming it, unless ``allow_unsigned`` (development:
+    the decision goes out unsigned, and executors refuse it unless they accept unsigned ones too).
+    """
+    clock = clock_ms or _clock
 
     def sign(d: Decision) -> tuple[bytes | None, str | None]:
-        blob, kid = sign_decision(d, keyring, clock())
-        return blob, kid
+        key = require_key(keys, signer_of(d), allow_unsigned)
+        return (None, None) if key is None else sign_decision(d, key, clock())
 
     return sign
+
+
+def gate_signer(settings: Any, clock_ms: Callable[[], int] | None = None) -> Signer | None:
+    """The worker's ``sign`` hook.  Without a gate key: None and one warning (decisions go out
+    unsigned; executors refuse them unless started with ``--insecure-accept-unsigned``)."""
+    keys: SigningKeys = settings.signing_keys_parsed()
+    if keys.for_signer(GATE) is None:
+        log.warning(
+            json.dumps(
+                {
+                    "event": "signing_disabled",
+                    "detail": "FLEETGATE_SIGNING_KEYS has no key for signer 'gate': gate decisions are "
+                    "published unsigned and executors refuse them (docs/security.md)",
+                }
+            )
+        )
+        return None
+    return decision_signer(SigningKeys({GATE: keys.by_signer[GATE]}), clock_ms)  # gate decisions only

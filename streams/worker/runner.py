@@ -21,7 +21,7 @@ from streams.inventory import InventoryCache
 from streams.logs import log_event
 from streams.resources import policy_bytes
 from streams.security.preflight import check_kafka
-from streams.security.signing import decision_signer
+from streams.security.signing import gate_signer
 from streams.worker.app import DeciderStage, build_app
 from streams.worker.ingest import IngestLoop
 from streams.worker.metrics import WorkerMetrics
@@ -69,7 +69,8 @@ def run_worker(
     window_ms: int | None = None,
 ) -> int:
     policy = load_worker_policy(settings, window_ms)
-    check_kafka(settings)  # issue 8: exit at once on bad Kafka credentials / TLS (streams/security)
+    check_kafka(settings)  # exit at once on bad Kafka credentials / TLS (streams/security)
+    sign = gate_signer(settings) if role in ("all", "decide") else None  # before any thread starts
     metrics = WorkerMetrics()
     metrics.serve(settings.metrics_port)
     log_event(
@@ -106,7 +107,7 @@ def run_worker(
         if role in ("all", "decide"):
             from faust.worker import Worker
 
-            stage = DeciderStage(settings, policy, metrics, sign=decision_signer(settings.signing_keyring()))
+            stage = DeciderStage(settings, policy, metrics, sign=sign)
             app = build_app(settings, stage, instance=instance)
             # Our JSON logging stays in charge: Faust must not reconfigure the root logger.
             worker = Worker(

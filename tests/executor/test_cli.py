@@ -23,6 +23,8 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("FLEETGATE_GROUP_ID", settings.group_id)
     monkeypatch.setenv("FLEETGATE_BOOTSTRAP_SERVERS", settings.bootstrap_servers)
     monkeypatch.setenv("FLEETGATE_REDIS_URL", settings.redis_url.value)
+    monkeypatch.setenv("FLEETGATE_SIGNING_KEYS", settings.signing_keys.value)  # the operators' keys
+    monkeypatch.setenv("FLEETGATE_VERIFY_KEYS", settings.verify_keys.value)
     return settings
 
 

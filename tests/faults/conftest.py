@@ -16,7 +16,9 @@ from tests.pipeline.harness import Outcome, Scenario, reference_outcome
 
 @pytest.fixture(scope="session")
 def base_env(bootstrap: str, redis_url: str) -> dict[str, str]:
-    return {"FLEETGATE_BOOTSTRAP_SERVERS": bootstrap, "FLEETGATE_REDIS_URL": redis_url}
+    from tests.security.keys import dev_env
+
+    return {"FLEETGATE_BOOTSTRAP_SERVERS": bootstrap, "FLEETGATE_REDIS_URL": redis_url} | dev_env()
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,7 @@ from streams.executor.store import ExecutorStore
 from streams.inventory import load_inventory_csv
 from streams.topics import create_topics
 from tests.executor.helpers import PLAN, TopicReader, fleet_csv
+from tests.security.keys import executor_env  # the executor process gets public keys only
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -62,7 +63,7 @@ class ExecutorProcess:
         extra = {KILL_AT_ENV: kill_at} if kill_at else {}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "executor"],
-            env={k: v for k, v in os.environ.items() if k != KILL_AT_ENV} | env | extra,
+            env={k: v for k, v in os.environ.items() if k != KILL_AT_ENV} | executor_env(env) | extra,
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
         )

@@ -204,20 +204,28 @@ def final_window(items: list) -> int:
 
 
 def scenario_env(base: dict[str, str], tag: str, policy: Path, devices: int = 240) -> dict[str, str]:
-    """Environment of one run: own topics (created), Redis namespace (inventory written), group."""
+    """Environment of one run: own topics (created), Redis namespace (inventory written), group,
+    and signing keys (this session's test keys unless ``base`` brings its own): the worker signs
+    as the gate, an executor started from this environment verifies (give it
+    ``tests.security.keys.executor_env(env)``: public keys only)."""
     import redis
 
     from streams.config import load_settings
     from streams.inventory import _write as write_inventory
     from streams.topics import create_topics
     from tests.pipeline import fleet
+    from tests.security.keys import dev_env
 
-    env = base | {
-        "FLEETGATE_TOPIC_PREFIX": f"test.{tag}.",
-        "FLEETGATE_REDIS_NAMESPACE": f"test-{tag}",
-        "FLEETGATE_GROUP_ID": f"fg-{tag}",
-        "FLEETGATE_POLICY": str(policy),
-    }
+    env = (
+        dev_env()
+        | base
+        | {
+            "FLEETGATE_TOPIC_PREFIX": f"test.{tag}.",
+            "FLEETGATE_REDIS_NAMESPACE": f"test-{tag}",
+            "FLEETGATE_GROUP_ID": f"fg-{tag}",
+            "FLEETGATE_POLICY": str(policy),
+        }
+    )
     settings = load_settings(env)
     create_topics(settings)
     write_inventory(

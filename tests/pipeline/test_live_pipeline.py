@@ -9,6 +9,7 @@ import pytest
 
 from gates.events import Action
 from streams.config import load_settings
+from streams.security import verify_decision
 from tests.pipeline import fleet
 from tests.pipeline.harness import WorkerProcess, decisions, read_topic, scenario_env
 
@@ -42,6 +43,9 @@ def test_bad_model_drives_rollback_from_mixed_formats(env: dict[str, str], tmp_p
         rollback = next(d for d in ds if d.action is Action.ROLLBACK)
         assert rollback.rollout_id == fleet.ROLLOUT and rollback.stage == 0
         assert any(r.rule_id == "ack-failure" and r.verdict == "breach" for r in rollback.reasons)
+        # every decision is signed by the gate, as any subscriber can check with the public keys
+        keys, now = settings.verify_keys_parsed(), int(time.time() * 1000)
+        assert {verify_decision(d, keys, now, 3_600_000).signer for d in ds} == {"gate"}
         dead = read_topic(settings, "deadletter", until=lambda r: len(r) >= poison, timeout_s=30)
         assert len(dead) == poison
     finally:

@@ -10,12 +10,18 @@ from streams.config import Settings, load_settings
 from streams.inventory import load_inventory_csv
 from streams.topics import create_topics, topic_names
 from tests.executor.helpers import fleet_csv
-from tests.security.keys import keys_env
+from tests.security.keys import signing_env, unkeyed, verify_env
+
+# The forgery tests' signers: the gate's old and new key (rotation) and operator alice.
+GATE_OLD = ("g-old", "gate")
+GATE_NEW = ("g-new", "gate")
+ALICE = ("a1", "operator:alice")
 
 
 @pytest.fixture
 def base_env(settings_env: dict[str, str], unique: str) -> dict[str, str]:
-    return settings_env | {
+    """The services, this test's topics and namespace, and no keys at all."""
+    return unkeyed(settings_env) | {
         "FLEETGATE_TOPIC_PREFIX": f"test.{unique}.",
         "FLEETGATE_REDIS_NAMESPACE": f"test-{unique}",
         "FLEETGATE_GROUP_ID": f"g-{unique}",
@@ -24,9 +30,9 @@ def base_env(settings_env: dict[str, str], unique: str) -> dict[str, str]:
 
 @pytest.fixture
 def signed(base_env: dict[str, str]) -> Iterator[Settings]:
-    """Executor-side settings: keys k1 (old) and k2 (active), topics created, inventory loaded."""
+    """The executor's settings: public keys only (gate old and new, alice), max age 60 s; topics created."""
     s = load_settings(
-        base_env | keys_env("k1", "k2", active="k2") | {"FLEETGATE_DECISION_MAX_AGE_MS": "60000"}
+        base_env | verify_env(GATE_OLD, GATE_NEW, ALICE) | {"FLEETGATE_DECISION_MAX_AGE_MS": "60000"}
     )
     create_topics(s)
     client = redis.Redis.from_url(s.redis_url.value)
@@ -43,6 +49,18 @@ def signed(base_env: dict[str, str]) -> Iterator[Settings]:
             f.result(timeout=30)
         except Exception:  # noqa: BLE001 - best-effort clean-up
             pass
+
+
+@pytest.fixture
+def gate_settings(base_env: dict[str, str], signed: Settings) -> Settings:
+    """The worker's settings: the gate's new private key only."""
+    return load_settings(base_env | signing_env(GATE_NEW))
+
+
+@pytest.fixture
+def alice_settings(base_env: dict[str, str], signed: Settings) -> Settings:
+    """Operator alice's tooling: her private key only."""
+    return load_settings(base_env | signing_env(ALICE))
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from streams.inventory import _write as write_inventory
 from streams.security import verify_decision
 from tests.pipeline import fleet
 from tests.pipeline.harness import WorkerProcess, decisions, read_topic
-from tests.security.keys import keys_env
+from tests.security.keys import dev_env, signing_env, verify_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
 
@@ -60,7 +60,8 @@ def test_pipeline_over_sasl_ssl_publishes_signed_decisions(
     policy.write_text(fleet.POLICY_YAML)
     env = (
         sasl_env
-        | keys_env("gate-2025", "gate-2024", active="gate-2025")
+        | signing_env(("gate-2025", "gate"))
+        | verify_env(("gate-2024", "gate"), ("gate-2025", "gate"))
         | {
             "FLEETGATE_REDIS_URL": redis_url,
             "FLEETGATE_TOPIC_PREFIX": f"test.{unique}.",
@@ -87,7 +88,7 @@ def test_pipeline_over_sasl_ssl_publishes_signed_decisions(
         assert ds, worker.tail()
         d = ds[0]
         assert d.rollout_id == fleet.ROLLOUT and d.key_id == "gate-2025" and d.signature
-        verdict = verify_decision(d, settings.signing_keyring(), int(time.time() * 1000), 600_000)
+        verdict = verify_decision(d, settings.verify_keys_parsed(), int(time.time() * 1000), 600_000)
         assert verdict.ok, verdict
     finally:
         assert worker.stop() == 0, worker.tail()
@@ -100,7 +101,11 @@ def test_pipeline_over_sasl_ssl_publishes_signed_decisions(
 def test_wrong_password_fails_fast_with_a_clear_message(
     sasl_env: dict[str, str], redis_url: str, command: list[str]
 ) -> None:
-    env = sasl_env | {"FLEETGATE_SASL_PASSWORD": "not-the-password", "FLEETGATE_REDIS_URL": redis_url}
+    env = (
+        sasl_env
+        | dev_env()
+        | {"FLEETGATE_SASL_PASSWORD": "not-the-password", "FLEETGATE_REDIS_URL": redis_url}
+    )
     t = time.monotonic()
     out = _cli(env, *command, timeout=30)
     took = time.monotonic() - t
@@ -134,12 +139,16 @@ def test_operator_commands_fail_fast_before_changing_anything(
 
     from tests.executor.helpers import PLAN
 
-    good = sasl_env | {
-        "FLEETGATE_REDIS_URL": redis_url,
-        "FLEETGATE_TOPIC_PREFIX": f"test.{unique}.",
-        "FLEETGATE_REDIS_NAMESPACE": f"test-{unique}",
-        "FLEETGATE_GROUP_ID": f"g-{unique}",
-    }
+    good = (
+        sasl_env
+        | dev_env()
+        | {
+            "FLEETGATE_REDIS_URL": redis_url,
+            "FLEETGATE_TOPIC_PREFIX": f"test.{unique}.",
+            "FLEETGATE_REDIS_NAMESPACE": f"test-{unique}",
+            "FLEETGATE_GROUP_ID": f"g-{unique}",
+        }
+    )
     bad = good | {"FLEETGATE_SASL_PASSWORD": "not-the-password"}
     plan = tmp_path / "plan.yaml"
     plan.write_text(yaml.safe_dump(PLAN))

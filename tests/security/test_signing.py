@@ -1,31 +1,37 @@
-"""Decision signatures without a broker: format, canonical bytes, every framing, rotation, config."""
+"""Decision signatures without a broker: format, canonical bytes, every framing, signers' authority,
+rotation, key configuration."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import struct
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gates.events import Action, Decision, DecisionSource, Reason
 from streams.codecs import Decoder, Encoder, Framing
 from streams.config import ConfigError, load_settings
+from streams.executor.operator import operator_decision
 from streams.security import (
     Rejection,
     canonical_bytes,
     decision_signer,
-    parse_keyring,
+    generate,
+    parse_signing_keys,
+    parse_verify_keys,
     sign_decision,
     unpack_signature,
     verify_decision,
 )
-from tests.security.keys import key_b64, keys_env
+from tests.security.keys import private, private_b64, public_b64, signing_env, verify_env
 
 NOW = 1_750_000_000_000
 MAX_AGE = 60_000
+GATE = ("g1", "gate")
+ALICE = ("a1", "operator:alice")
 
 
 def decision(action: Action = Action.ROLLBACK) -> Decision:
@@ -45,22 +51,26 @@ def decision(action: Action = Action.ROLLBACK) -> Decision:
     )
 
 
-def ring(*names: str, active: str = ""):  # type: ignore[no-untyped-def]
-    env = keys_env(*names, active=active)
-    return parse_keyring(env["FLEETGATE_SIGNING_KEYS"], env.get("FLEETGATE_SIGNING_KEY_ID", ""))
+def pub(*keys: tuple[str, str]):  # type: ignore[no-untyped-def]
+    return parse_verify_keys(verify_env(*keys)["FLEETGATE_VERIFY_KEYS"])
 
 
-def test_format_is_documented_hmac_over_avro_body() -> None:
+def signed_by(d: Decision, kid: str, signer: str, at: int = NOW) -> Decision:
+    sig, key_id = sign_decision(d, private(kid, signer), at)
+    return replace(d, signature=sig, key_id=key_id)
+
+
+def test_format_is_documented_ed25519_over_avro_body() -> None:
     d = decision()
-    blob, kid = sign_decision(d, ring("k1"), NOW)
-    assert kid == "k1" and len(blob) == 41 and blob[0] == 1
+    blob, kid = sign_decision(d, private(*GATE), NOW)
+    assert kid == "g1" and len(blob) == 73 and blob[0] == 2
     assert unpack_signature(blob)[0] == NOW
     # recompute from the definition in docs/security.md, independently of the helpers
     body = Encoder.avro_body(Encoder().catalogue.get("dev.fleetgate.control.Decision", 1), _dict(d))
     assert body == canonical_bytes(d)
-    msg = b"fleetgate-decision-v1\x00k1\x00" + struct.pack(">Q", NOW) + body
-    expected = hmac.new(base64.b64decode(key_b64("k1")), msg, hashlib.sha256).digest()
-    assert blob[9:] == expected
+    msg = b"fleetgate-decision-ed25519\x00g1\x00" + struct.pack(">Q", NOW) + body
+    raw_public = base64.b64decode(public_b64("g1"))[-32:]  # SubjectPublicKeyInfo ends with the raw key
+    Ed25519PublicKey.from_public_bytes(raw_public).verify(blob[9:], msg)  # raises if wrong
 
 
 def _dict(d: Decision) -> dict:
@@ -72,22 +82,24 @@ def _dict(d: Decision) -> dict:
 @pytest.mark.parametrize("framing", list(Framing))
 def test_signed_decision_survives_every_framing(framing: Framing) -> None:
     d = decision()
-    sign = decision_signer(ring("k1"), clock_ms=lambda: NOW)
-    assert sign is not None
-    sig, kid = sign(d)
+    sig, kid = decision_signer(parse_signing_keys(signing_env(GATE)["FLEETGATE_SIGNING_KEYS"]), lambda: NOW)(
+        d
+    )
+    assert sig is not None
     value, headers = Encoder().encode(d, framing, signature=sig, key_id=kid)
     got = Decoder.output().decode(value, headers)
     assert isinstance(got, Decision)
-    assert got.signature == sig and got.key_id == "k1"
-    assert verify_decision(got, ring("k1"), NOW, MAX_AGE).ok
+    assert got.signature == sig and got.key_id == "g1"
+    assert verify_decision(got, pub(GATE), NOW, MAX_AGE).ok
     assert replace(got, signature=None, key_id=None) == d
 
 
 def test_every_rejection() -> None:
-    keys = ring("k1", "k2", active="k2")
+    keys = pub(("g0", "gate"), GATE)
     d = decision()
-    sig, kid = sign_decision(d, keys, NOW)
-    signed = replace(d, signature=sig, key_id=kid)
+    signed = signed_by(d, *GATE)
+    sig = signed.signature
+    assert sig is not None
     assert verify_decision(signed, keys, NOW, MAX_AGE).ok
 
     def why(x: Decision, now: int = NOW) -> Rejection | None:
@@ -95,67 +107,131 @@ def test_every_rejection() -> None:
 
     assert why(d) is Rejection.UNSIGNED
     assert why(replace(signed, key_id=None)) is Rejection.UNSIGNED
-    assert why(replace(signed, signature=b"\x01" * 10)) is Rejection.MALFORMED
-    assert why(replace(signed, signature=b"\x02" + sig[1:])) is Rejection.MALFORMED
+    assert why(replace(signed, signature=b"\x02" * 10)) is Rejection.MALFORMED
+    assert why(replace(signed, signature=b"\x01" + sig[1:])) is Rejection.MALFORMED
     assert why(replace(signed, key_id="k9")) is Rejection.UNKNOWN_KEY
-    assert why(replace(signed, key_id="k1")) is Rejection.BAD_SIGNATURE  # other valid key
+    assert why(replace(signed, key_id="g0")) is Rejection.BAD_SIGNATURE  # another valid key
     assert why(replace(signed, action=Action.PROCEED)) is Rejection.BAD_SIGNATURE
     assert why(replace(signed, stage=2)) is Rejection.BAD_SIGNATURE
     assert why(replace(signed, note="x")) is Rejection.BAD_SIGNATURE
-    later = sig[:1] + struct.pack(">Q", NOW + 1) + sig[9:]  # issued_at is covered by the MAC
+    assert why(replace(signed, source=DecisionSource.OPERATOR)) is Rejection.BAD_SIGNATURE
+    later = sig[:1] + struct.pack(">Q", NOW + 1) + sig[9:]  # issued_at is signed
     assert why(replace(signed, signature=later)) is Rejection.BAD_SIGNATURE
     flipped = sig[:-1] + bytes([sig[-1] ^ 1])
     assert why(replace(signed, signature=flipped)) is Rejection.BAD_SIGNATURE
     assert why(signed, NOW + MAX_AGE + 1) is Rejection.EXPIRED
     assert why(signed, NOW + MAX_AGE) is None
     assert why(signed, NOW - 61_000) is Rejection.FUTURE
-    # a forger with the right key id but another key
-    other = parse_keyring(f"k2:{key_b64('attacker')}")
-    fsig, _ = sign_decision(d, other, NOW)
-    assert why(replace(d, signature=fsig, key_id="k2")) is Rejection.BAD_SIGNATURE
+    # a forger with the right key id but a key of their own
+    forged = signed_by(d, "attacker", "gate")
+    assert why(replace(forged, key_id="g1")) is Rejection.BAD_SIGNATURE
+
+
+def test_each_signer_makes_only_its_own_decisions() -> None:
+    keys = pub(GATE, ALICE, ("b1", "operator:bob"))
+    resume = operator_decision("resume", "fw-1", 1, "canary", "alice", "false alarm", NOW)
+    start = operator_decision("start", "fw-1", 0, "canary", "alice", "go", NOW)
+
+    def verdict(d: Decision, kid: str, signer: str):  # type: ignore[no-untyped-def]
+        return verify_decision(signed_by(d, kid, signer), keys, NOW, MAX_AGE)
+
+    assert verdict(resume, *ALICE).ok and verdict(resume, *ALICE).signer == "operator:alice"
+    assert verdict(start, *ALICE).ok
+    for action in Action:
+        assert verdict(decision(action), *GATE).ok  # the gate: PROCEED, HOLD, PAUSE, ROLLBACK
+    refused = [
+        verdict(resume, *GATE),  # the gate's key signing an operator resume
+        verdict(start, *GATE),  # ... or a start
+        verdict(resume, "b1", "operator:bob"),  # bob's key signing alice's resume
+        verdict(decision(Action.PROCEED), *ALICE),  # an operator speaking as the gate
+        verdict(replace(decision(), operator="alice"), *GATE),  # a gate decision naming an operator
+    ]
+    assert [v.rejection for v in refused] == [Rejection.NOT_ALLOWED] * 5
+    assert "gate" in refused[0].detail and "OPERATOR" in refused[0].detail
 
 
 def test_rotation_old_key_verifies_new_key_signs() -> None:
-    old, new = ring("k1"), ring("k1", "k2", active="k2")
     d = decision()
-    s_old = sign_decision(d, old, NOW)
-    s_new = sign_decision(d, new, NOW)
-    assert s_new[1] == "k2"
-    for sig, kid in (s_old, s_new):
-        assert verify_decision(replace(d, signature=sig, key_id=kid), new, NOW, MAX_AGE).ok
-    retired = ring("k2")  # after rotation k1 is removed: its signatures stop verifying
-    rej = verify_decision(replace(d, signature=s_old[0], key_id="k1"), retired, NOW, MAX_AGE).rejection
-    assert rej is Rejection.UNKNOWN_KEY
+    old, new = signed_by(d, "g-old", "gate"), signed_by(d, "g-new", "gate")
+    during = pub(("g-old", "gate"), ("g-new", "gate"))  # several public keys per signer
+    assert verify_decision(old, during, NOW, MAX_AGE).ok and verify_decision(new, during, NOW, MAX_AGE).ok
+    after = pub(("g-new", "gate"))  # the old key retired: its signatures stop verifying
+    assert verify_decision(old, after, NOW, MAX_AGE).rejection is Rejection.UNKNOWN_KEY
+    assert verify_decision(new, after, NOW, MAX_AGE).ok
 
 
-def test_no_keys_means_no_signing_and_no_checks() -> None:
-    empty = parse_keyring("")
-    assert not empty.enabled and decision_signer(empty) is None
-    assert verify_decision(decision(), empty, NOW, MAX_AGE).ok
+def test_unsigned_only_with_the_insecure_switch() -> None:
+    keys = pub(GATE)
+    assert verify_decision(decision(), keys, NOW, MAX_AGE).rejection is Rejection.UNSIGNED
+    assert verify_decision(decision(), pub(), NOW, MAX_AGE).rejection is Rejection.UNSIGNED
+    assert verify_decision(decision(), keys, NOW, MAX_AGE, accept_unsigned=True).ok
+    # the switch admits records without a signature, never a bad one
+    forged = replace(signed_by(decision(), *GATE), action=Action.PROCEED)
+    assert (
+        verify_decision(forged, keys, NOW, MAX_AGE, accept_unsigned=True).rejection is Rejection.BAD_SIGNATURE
+    )
+    with pytest.raises(ConfigError, match="no private key for signer 'operator:bob'"):
+        decision_signer(parse_signing_keys(signing_env(ALICE)["FLEETGATE_SIGNING_KEYS"]))(
+            operator_decision("pause", "fw-1", 1, "canary", "bob", "x", NOW)
+        )
+
+
+def test_generated_pairs_and_key_files(tmp_path: Path) -> None:
+    priv, public = generate("ops-1", "operator:carol")
+    sk = parse_signing_keys(priv).for_signer("operator:carol")
+    assert sk is not None
+    d = operator_decision("pause", "fw-1", 1, "canary", "carol", "x", NOW)
+    sig, kid = sign_decision(d, sk, NOW)
+    f = tmp_path / "verify.keys"
+    f.write_text(f"# executor keys\n{public}\n")
+    s = load_settings({"FLEETGATE_VERIFY_KEYS": f"@{f}"})
+    assert verify_decision(replace(d, signature=sig, key_id=kid), s.verify_keys_parsed(), NOW, MAX_AGE).ok
+
+
+A = private_b64("cfg-a")
+PUB_A = public_b64("cfg-a")
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"FLEETGATE_SIGNING_KEYS": "k1"}, "KEY_ID:BASE64"),
-        ({"FLEETGATE_SIGNING_KEYS": "k1:!!!"}, "not valid base64"),
-        ({"FLEETGATE_SIGNING_KEYS": "k1:" + base64.b64encode(b"short").decode()}, "needs 32"),
-        ({"FLEETGATE_SIGNING_KEYS": f"k1:{key_b64('a')},k1:{key_b64('b')}"}, "appears twice"),
-        ({"FLEETGATE_SIGNING_KEYS": f"bad id:{key_b64('a')}"}, "KEY_ID"),
-        (keys_env("k1", "k2", active="k3"), "FLEETGATE_SIGNING_KEY_ID='k3' is not in"),
-        ({"FLEETGATE_SIGNING_KEY_ID": "k1"}, "FLEETGATE_SIGNING_KEYS is empty"),
+        ({"FLEETGATE_SIGNING_KEYS": "k1"}, "KEY_ID=SIGNER:BASE64"),
+        ({"FLEETGATE_SIGNING_KEYS": f"k1:{A}"}, "KEY_ID=SIGNER:BASE64"),
+        ({"FLEETGATE_SIGNING_KEYS": "k1=gate:!!!"}, "not valid base64"),
+        ({"FLEETGATE_SIGNING_KEYS": "k1=gate:" + base64.b64encode(b"x" * 32).decode()}, "not a private key"),
+        ({"FLEETGATE_SIGNING_KEYS": f"k1=gate:{PUB_A}"}, "is a public key"),
+        ({"FLEETGATE_VERIFY_KEYS": f"k1=gate:{A}"}, "is a PRIVATE key"),
+        ({"FLEETGATE_SIGNING_KEYS": f"k1=gate:{A},k1=operator:x:{A}"}, "appears twice"),
+        ({"FLEETGATE_SIGNING_KEYS": f"k1=gate:{A},k2=gate:{A}"}, "signer 'gate' has two keys"),
+        ({"FLEETGATE_SIGNING_KEYS": f"bad id=gate:{A}"}, "KEY_ID"),
+        ({"FLEETGATE_VERIFY_KEYS": f"k1=root:{PUB_A}"}, "a signer is 'gate' or 'operator:NAME'"),
+        ({"FLEETGATE_VERIFY_KEYS": "@/nonexistent/keys"}, "cannot read the key file"),
+        ({"FLEETGATE_SIGNING_KEY_ID": "k1"}, "FLEETGATE_SIGNING_KEY_ID is not a setting"),
         ({"FLEETGATE_DECISION_MAX_AGE_MS": "5"}, "FLEETGATE_DECISION_MAX_AGE_MS=5 must be at least 1000"),
     ],
 )
 def test_bad_key_configuration_names_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message) as exc:
         load_settings(env)
-    assert key_b64("a") not in str(exc.value) and key_b64("b") not in str(exc.value)
+    assert A not in str(exc.value) and PUB_A not in str(exc.value)
 
 
 def test_key_material_never_in_reprs() -> None:
-    s = load_settings(keys_env("k1", "k2", active="k2"))
-    assert key_b64("k1") not in repr(s) and key_b64("k1") not in repr(s.signing_keyring())
-    assert s.signing_keyring().active == "k2"
-    with pytest.raises(ConfigError, match="FLEETGATE_SIGNING_KEY_ID"):
-        decision_signer(load_settings(keys_env("k1", "k2")).signing_keyring())
+    s = load_settings(signing_env(GATE) | verify_env(GATE))
+    for text in (repr(s), repr(s.signing_keys_parsed()), repr(s.verify_keys_parsed())):
+        assert private_b64("g1") not in text and public_b64("g1") not in text
+    assert repr(s.verify_keys_parsed()) == "VerifyKeys(g1=gate)"
+
+
+def test_the_worker_signs_gate_decisions_only(caplog: pytest.LogCaptureFixture) -> None:
+    from streams.security import gate_signer
+
+    with caplog.at_level("WARNING", logger="fleetgate.security"):
+        assert gate_signer(load_settings({})) is None  # no gate key: unsigned, said once, loudly
+    assert "signing_disabled" in caplog.text
+    sign = gate_signer(load_settings(signing_env(GATE, ALICE)), lambda: NOW)
+    assert sign is not None
+    sig, kid = sign(decision())
+    assert verify_decision(replace(decision(), signature=sig, key_id=kid), pub(GATE), NOW, MAX_AGE).ok
+    with pytest.raises(ConfigError, match="operator:alice"):  # alice's key here is not the worker's to use
+        sign(operator_decision("pause", "fw-1", 1, "canary", "alice", "x", NOW))
