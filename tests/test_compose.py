@@ -83,13 +83,35 @@ def test_every_fleetgate_service_runs_the_one_image_of_this_version() -> None:
     assert f"WORKDIR {HOME}" in dockerfile
 
 
+KEYS = f"{HOME}/keys"  # the `keys` volume the keys-* services fill
+
+
+@pytest.fixture(scope="module")
+def key_volume(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `keys` volume as the keys-* services leave it: their commands run for real here."""
+    volume = tmp_path_factory.mktemp("keys")
+    for name in FLEETGATE:
+        command = SERVICES[name]["command"]
+        if command[:2] == ["keys", "generate"]:
+            command = [str(volume) if c == KEYS else c for c in command]
+            args = _parse(command)
+            assert args.handler(args, load_settings({})) == 0, name
+    return volume
+
+
 @pytest.mark.parametrize("name", FLEETGATE)
-def test_service_command_and_environment_are_valid_for_the_cli(name: str) -> None:
+def test_service_command_and_environment_are_valid_for_the_cli(name: str, key_volume: Path) -> None:
     service = SERVICES[name]
     args = _parse(service["command"])
     assert callable(args.handler), name
-    env = {k: str(v) for k, v in service["environment"].items()}
-    settings = load_settings(env)  # refuses a bad value, naming the variable
+    env = {k: str(v).replace(KEYS, str(key_volume)) for k, v in service["environment"].items()}
+    settings = load_settings(env)  # refuses a bad value (a key file no keys-* service makes), naming it
+    if args.command in ("executor", "worker") or name.endswith("rollout"):
+        assert any(v.endswith(f":{KEYS}") for v in service.get("volumes", [])), name
+    if args.command == "executor":
+        assert settings.verify_keys_parsed().enabled and not settings.signing_keys_parsed().enabled, name
+    if args.command == "worker" or name.endswith("rollout"):
+        assert settings.signing_keys_parsed().enabled, name  # the gate / the operator signs
     assert settings.bootstrap_servers == "kafka:29092" and settings.redis_url.value.startswith(
         "redis://redis:"
     )

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 
 from streams.config import Settings
 
@@ -26,6 +27,7 @@ def _urls(raw: str | None) -> list[str]:
 def _cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     from streams.alerts.forwarder import AlertForwarder, AlertOptions
     from streams.security.preflight import check_kafka
+    from streams.security.verify import check_verify_config
 
     am = args.alertmanager or _urls(os.environ.get("FLEETGATE_ALERTMANAGER_URL"))
     hooks = args.webhook or _urls(os.environ.get("FLEETGATE_ALERT_WEBHOOK_URL"))
@@ -41,6 +43,8 @@ def _cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"fleetgate alerts: {exc}", file=sys.stderr)
         return 2
+    settings = replace(settings, insecure_accept_unsigned=args.insecure_accept_unsigned)
+    check_verify_config(settings)  # exit 2 at once: no public keys and no insecure flag
     check_kafka(settings)  # exit 2 at once on bad Kafka credentials / TLS
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -92,6 +96,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--group", help="consumer group (default {FLEETGATE_GROUP_ID}-alerts)")
     p.add_argument(
         "--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default off)"
+    )
+    p.add_argument(
+        "--insecure-accept-unsigned",
+        action="store_true",
+        help="development only: also alert on decisions that carry no signature",
     )
     p.add_argument("--instance", default="0", help="unique per process: its static group membership")
     p.set_defaults(handler=_cmd_alerts)

@@ -99,7 +99,7 @@ class AlertForwarder:
         self.topic = settings.topic("rollout-control")
         self.store = AlertStore.from_url(settings.redis_url.value, settings.redis_namespace, self.group)
         self.book = AlertBook()
-        self.keyring = settings.signing_keyring()
+        self.keyring = settings.verify_keys_parsed()  # public keys only, like an executor
         cat = default_catalogue()
         resolver = (
             RegistryResolver.from_url(settings.schema_registry_url, cat)
@@ -196,7 +196,14 @@ class AlertForwarder:
 
     def _verified(self, d: Decision, msg: Message) -> bool:
         """Signature and key only: an old decision still deserves its alert."""
-        verdict = verify_decision(d, self.keyring, self.clock(), _FOREVER_MS, _FOREVER_MS)
+        verdict = verify_decision(
+            d,
+            self.keyring,
+            self.clock(),
+            _FOREVER_MS,
+            _FOREVER_MS,
+            accept_unsigned=self.settings.insecure_accept_unsigned,
+        )
         if verdict.ok:
             return True
         self._count("rejected_decision")

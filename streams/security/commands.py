@@ -29,6 +29,9 @@ def _cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if args.dir:
         d = Path(args.dir)
+        if args.keep and (d / f"{args.key_id}.key").exists() and (d / f"{args.key_id}.pub").exists():
+            print(f"{d / (args.key_id + '.key')}  kept (--keep)")
+            return 0
         d.mkdir(parents=True, exist_ok=True)
         _write(d / f"{args.key_id}.key", private, 0o600)
         _write(d / f"{args.key_id}.pub", public, 0o644)
@@ -61,6 +64,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--signer", required=True, help="'gate' or 'operator:NAME' (NAME as given to --by)")
     p.add_argument("--key-id", required=True, help="a new id per key, e.g. gate-2026-12 (rotation)")
     p.add_argument("--dir", help="write KEY_ID.key (mode 600) and KEY_ID.pub there instead of printing")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="with --dir: leave an existing KEY_ID pair as it is (idempotent set-up)",
+    )
     p.set_defaults(handler=_cmd_generate)
     p = ksub.add_parser("public", help="the FLEETGATE_VERIFY_KEYS entries of FLEETGATE_SIGNING_KEYS")
     p.set_defaults(handler=_cmd_public)

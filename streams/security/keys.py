@@ -102,17 +102,23 @@ class VerifyKeys:
         return "VerifyKeys(" + ", ".join(f"{k.key_id}={k.signer}" for k in self.by_id.values()) + ")"
 
 
+def _read_key_file(var: str, ref: str) -> str:
+    path = Path(ref[1:])
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise KeyringError(f"{var}={ref}: file larger than {MAX_FILE_BYTES} bytes")
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyringError(f"{var}={ref}: cannot read the key file ({type(exc).__name__})") from None
+
+
 def _entries(var: str, spec: str) -> list[tuple[str, str, bytes]]:
-    spec = spec.strip()
-    if spec.startswith("@"):
-        path = Path(spec[1:])
-        try:
-            if path.stat().st_size > MAX_FILE_BYTES:
-                raise KeyringError(f"{var}={spec}: file larger than {MAX_FILE_BYTES} bytes")
-            spec = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise KeyringError(f"{var}={spec}: cannot read the key file ({type(exc).__name__})") from None
-    items = [i.strip() for line in spec.splitlines() for i in line.split(",")]
+    # Each comma-separated `@path` is replaced by that file's entries (one file per key pair,
+    # as `fleetgate keys generate --dir` writes them).
+    text = "\n".join(
+        _read_key_file(var, i.strip()) if i.strip().startswith("@") else i for i in spec.split(",")
+    )
+    items = [i.strip() for line in text.splitlines() for i in line.split(",")]
     items = [i for i in items if i and not i.startswith("#")]
     if len(items) > MAX_KEYS:
         raise KeyringError(f"{var}: at most {MAX_KEYS} keys, got {len(items)}")

@@ -124,11 +124,12 @@ def verify_decision(
 
 
 def check_verify_config(settings: Any) -> VerifyKeys:
-    """The executor's public keys; none (and no insecure flag) is a configuration error."""
+    """The public keys of a reader of the control topic (executor, alert forwarder); none (and no
+    insecure flag) is a configuration error."""
     keys: VerifyKeys = settings.verify_keys_parsed()
     if not keys.enabled and not settings.insecure_accept_unsigned:
         raise ConfigError(
-            "FLEETGATE_VERIFY_KEYS is empty: the executor obeys signed decisions only. Give it the "
+            "FLEETGATE_VERIFY_KEYS is empty: decisions are checked against public keys only. Give it the "
             "public keys of the gate and the operators (`fleetgate keys generate`, docs/security.md), "
             "or start it with --insecure-accept-unsigned for local development"
         )
