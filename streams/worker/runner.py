@@ -25,6 +25,7 @@ from streams.security.signing import decision_signer
 from streams.worker.app import DeciderStage, build_app
 from streams.worker.ingest import IngestLoop
 from streams.worker.metrics import WorkerMetrics
+from streams.worker.txnfaults import IngestFatal
 
 __all__ = ["load_worker_policy", "run_worker"]
 
@@ -53,6 +54,10 @@ class _IngestThread(threading.Thread):
     def run(self) -> None:
         try:
             self.loop.run(self.stop)
+        except IngestFatal as exc:  # the message says why; a traceback would only bury it
+            self.error = exc
+            log_event(log, f"{exc}; stopping the worker", logging.ERROR)
+            os.kill(os.getpid(), signal.SIGTERM)
         except BaseException as exc:  # noqa: BLE001 - reported, then the whole worker stops
             self.error = exc
             log.exception("ingest stage failed; stopping the worker")
