@@ -149,6 +149,7 @@ class IngestLoop:
                 "linger.ms": 5,
                 "message.max.bytes": 16 * 1024 * 1024,
             },
+            self.settings.bootstrap_servers,
         )
         self._producer.open()
         self._consumer = self.consumer_factory(

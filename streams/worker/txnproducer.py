@@ -31,11 +31,14 @@ def fail(
     consumer: bool = False,
     abort: Callable[[], Any] | None = None,
 ) -> NoReturn:
-    """Raise IngestFatal for a fatal error, else abort if it can be (`abort`) and raise TransactionLost.
+    """Raise IngestFatal for a fatal error, else abort (`abort`) and raise TransactionLost.
 
-    `where` is (transactional id, bootstrap servers), for the message.  Retriable and transport
-    errors are not retried in place: the next producer's `init_transactions` aborts the open
-    transaction and fences this producer.
+    `where` is (transactional id, bootstrap servers), for the message.  Nothing is retried in
+    place.  The abort is tried for every non-fatal error, not only abortable ones: a
+    transaction left open would hold back the last stable offset of every partition it wrote
+    to until the next producer's `init_transactions` has it aborted, and the restore after the
+    restart reads the state topic up to that offset.  If the abort fails too (the broker is
+    away; no transaction was open) the next producer's `init_transactions` aborts it.
     """
     first = exc.args[0] if exc.args else None
     error = first if isinstance(first, KafkaError) else KafkaError(KafkaError._FAIL, str(exc))
@@ -43,11 +46,13 @@ def fail(
     message = describe(call, error, fault)
     if fault is Fault.FATAL:
         raise IngestFatal(f"ingest stopped: {message}; {hint(error, *where)}") from exc
-    if fault is Fault.ABORTABLE and abort is not None:
+    if abort is not None:
         try:
-            call_within("abort_transaction", abort, 45)
+            call_within("abort_transaction", abort, 15)
         except KafkaException as abort_exc:
-            fail("abort_transaction", abort_exc, where=where)
+            aborted = abort_exc.args[0] if abort_exc.args else None
+            if isinstance(aborted, KafkaError) and classify(aborted) is Fault.FATAL:
+                fail("abort_transaction", abort_exc, where=where)
         except TransactionLost:
             pass  # the abort hung: the next producer's init_transactions aborts the transaction
     raise TransactionLost(message, error) from exc
@@ -67,7 +72,7 @@ class TxnProducer:
         try:
             return call_within(call, fn, bound_s) if bound_s is not None else fn()
         except KafkaException as exc:
-            abort = None if call == "abort_transaction" else lambda: self._p.abort_transaction(30)
+            abort = None if call == "abort_transaction" else lambda: self._p.abort_transaction(10)
             fail(call, exc, where=self.where, abort=abort)
 
     def open(self) -> None:
