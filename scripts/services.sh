@@ -113,10 +113,12 @@ start_redis() {
   local bin
   bin="$(redis_binary)"
   mkdir -p "$RUN/redis-$REDIS_PORT"
-  log "redis: starting $($bin --version | awk '{print $3}') on 127.0.0.1:$REDIS_PORT (log $RUN/redis-$REDIS_PORT.log)"
+  log "redis: starting $($bin --version | awk '{print $3}') on 127.0.0.1:$REDIS_PORT with AOF in $RUN/redis-$REDIS_PORT (log $RUN/redis-$REDIS_PORT.log)"
+  # Append-only file, fsync'd every second: a restart (or a crash) keeps the inventory and the
+  # executor's state, losing at most the last second of writes (docs/operations.md).
   "$bin" --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$RUN/redis-$REDIS_PORT" --daemonize yes \
     --pidfile "$RUN/redis-$REDIS_PORT.pid" --logfile "$RUN/redis-$REDIS_PORT.log" \
-    --save "" --appendonly no >/dev/null
+    --save "" --appendonly yes --appendfsync everysec >/dev/null
   local deadline=$((SECONDS + 20))
   until port_open "$REDIS_PORT"; do
     [ $SECONDS -lt $deadline ] || die "redis did not start, see $RUN/redis-$REDIS_PORT.log"
