@@ -86,8 +86,10 @@ _NEVER_RECOVERS = frozenset(
     }
 )
 # Fatal to a consumer instance, not to the worker: group membership lost; a new consumer rejoins.
+# The consumer's error callback reports its fatal error as `_FATAL` (the cause only in the text:
+# "Static consumer fenced by other consumer with same group.instance.id" after a leader was lost).
 _MEMBERSHIP = frozenset(
-    {E.FENCED_INSTANCE_ID, E.UNKNOWN_MEMBER_ID, E.ILLEGAL_GENERATION, E._MAX_POLL_EXCEEDED}
+    {E.FENCED_INSTANCE_ID, E.UNKNOWN_MEMBER_ID, E.ILLEGAL_GENERATION, E._MAX_POLL_EXCEEDED, E._FATAL}
 )
 # The broker or coordinator is away or moving: librdkafka flags several of these as none of
 # fatal / abortable / retriable (a `_TRANSPORT` from send_offsets_to_transaction in an outage).

@@ -51,6 +51,9 @@ ROOT = Path(__file__).resolve().parents[2]
         (E(E.FENCED_INSTANCE_ID, "", fatal=True), True, Fault.RETRIABLE),  # a new consumer rejoins
         (E(E.FENCED_INSTANCE_ID, "", fatal=True), False, Fault.FATAL),
         (E(E._MAX_POLL_EXCEEDED, ""), True, Fault.RETRIABLE),
+        # What the consumer's error callback reported when a cluster lost a partition leader:
+        (E(E._FATAL, "Fatal consumer error: Static consumer fenced", fatal=True), True, Fault.RETRIABLE),
+        (E(E._FATAL, "Fatal error", fatal=True), False, Fault.FATAL),
     ],
 )
 def test_classification(error: KafkaError, consumer: bool, expected: Fault) -> None:
