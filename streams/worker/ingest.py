@@ -186,7 +186,14 @@ class IngestLoop:
     def _fail(self, call: str, exc: KafkaException) -> NoReturn:
         """A consumer-side Kafka error: restart from the last commit, or stop (txnfaults)."""
         self._broken = True
-        fail(call, exc, where=(self._transactional_id, self.settings.bootstrap_servers), consumer=True)
+        abort = self._producer.abort if self._producer is not None else None  # the producer is fine
+        fail(
+            call,
+            exc,
+            where=(self._transactional_id, self.settings.bootstrap_servers),
+            consumer=True,
+            abort=abort,
+        )
 
     def _catch_up_plans(self, timeout_s: float = 30.0) -> None:
         """Read every existing plan before the first device event, so start-up order is fixed."""

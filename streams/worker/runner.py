@@ -23,6 +23,7 @@ from streams.logs import log_event
 from streams.security.preflight import check_kafka
 from streams.security.signing import decision_signer
 from streams.worker.app import DeciderStage, build_app
+from streams.worker.changelogs import ensure_changelogs
 from streams.worker.ingest import IngestLoop
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.txnfaults import IngestFatal
@@ -113,6 +114,7 @@ def run_worker(
 
             stage = DeciderStage(settings, policy, metrics, sign=decision_signer(settings.signing_keyring()))
             app = build_app(settings, stage, instance=instance)
+            ensure_changelogs(settings, app)  # before Faust asks a broker that has not seen them
             # Our JSON logging stays in charge: Faust must not reconfigure the root logger.
             worker = Worker(
                 app, loglevel="WARNING", quiet=True, override_logging=False, redirect_stdouts=False

@@ -72,8 +72,12 @@ class TxnProducer:
         try:
             return call_within(call, fn, bound_s) if bound_s is not None else fn()
         except KafkaException as exc:
-            abort = None if call == "abort_transaction" else lambda: self._p.abort_transaction(10)
+            abort = None if call == "abort_transaction" else self.abort
             fail(call, exc, where=self.where, abort=abort)
+
+    def abort(self) -> None:
+        """Abort the open transaction (for `fail`, which handles what this raises)."""
+        self._p.abort_transaction(10)
 
     def open(self) -> None:
         """Fence older producers with our id (aborting their open transaction) and begin one."""

@@ -76,7 +76,7 @@ def test_partition_leader_killed_mid_stream(
         wait_for_watermark(settings, fleet.ROLLOUT, sc.t0 + 15_000, (worker,), timeout_s=180)
         led = Counter([*cluster.leaders(partials).values(), *cluster.leaders(control).values()])
         victim = led.most_common(1)[0][0]
-        cluster.kill9(cluster.node_of(victim))
+        cluster.kill9(victim)  # node.id is the node number
         killed = time.monotonic()
         fleet.produce(settings, second)  # while the broker is down: the other two take it
         wait_for_watermark(settings, fleet.ROLLOUT, sc.final_watermark, (worker,), timeout_s=240)
