@@ -66,6 +66,12 @@ def test_injected_errors_are_of_their_class(fault: Fault) -> None:
         assert classify(injected_error(fault, call), consumer=call == "consume") is fault
 
 
+@pytest.mark.parametrize("text", ["commit:fatal", "commit_transaction:sometimes", "produce"])
+def test_a_bad_fault_schedule_is_refused_naming_the_item(text: str) -> None:
+    with pytest.raises(ValueError, match=f"fault schedule item {text!r}"):
+        Schedule.parse(text)
+
+
 # ------------------------------------------------------------------------ fatal: stops
 @pytest.fixture
 def fatal_env(base_env: dict[str, str], standard: Scenario, unique: str) -> dict[str, str]:

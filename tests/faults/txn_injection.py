@@ -25,7 +25,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from streams.worker.ingest import IngestLoop
-from streams.worker.txnfaults import Fault
+from streams.worker.txnfaults import CALLS, Fault
 
 __all__ = ["FaultyConsumer", "FaultyProducer", "Schedule", "install", "injected_error"]
 
@@ -57,8 +57,17 @@ class Schedule:
 
     @classmethod
     def parse(cls, text: str, progress: Path | None = None) -> Schedule:
-        pairs = [item.split(":") for item in text.split(",") if item]
-        return cls([(call, Fault(fault)) for call, fault in pairs], progress)
+        """`call:fault,...`; anything else is refused, naming the bad item."""
+        faults = []
+        for item in filter(None, text.split(",")):
+            call, _, fault = item.partition(":")
+            if call not in CALLS or fault not in {f.value for f in Fault}:
+                raise ValueError(
+                    f"fault schedule item {item!r}: expected call:fault with call one of {', '.join(CALLS)} "
+                    f"and fault one of {', '.join(f.value for f in Fault)}"
+                )
+            faults.append((call, Fault(fault)))
+        return cls(faults, progress)
 
     def check(self, call: str) -> None:
         """Raise the scheduled error if `call` is where the next fault goes."""
