@@ -121,6 +121,26 @@ def test_fatal_error_stops_with_a_clear_message(fatal_env: dict[str, str], call:
     assert ("--instance" in message) if call != "consume" else ("ACLs" in message)
 
 
+@pytest.mark.kafka
+@pytest.mark.redis
+def test_a_failure_that_outlasts_the_restart_budget_stops_saying_why(fatal_env: dict[str, str]) -> None:
+    """Transport errors at init_transactions six times in a row (no commit between): the budget
+    of 5 restarts runs out and the message names the count, the last error and what to check."""
+    settings = load_settings(fatal_env)
+    schedule = Schedule([("init_transactions", Fault.TRANSPORT)] * 6)
+    undo = install(schedule)
+    try:
+        with pytest.raises(IngestFatal) as caught:
+            IngestLoop(settings, load_worker_policy(settings)).run(threading.Event(), max_restarts=5)
+    finally:
+        undo()
+    assert len(schedule.fired) == 6
+    message = str(caught.value)
+    assert message.startswith("ingest stopped: 6 failures in a row without a successful commit")
+    assert "init_transactions failed (transport): _TRANSPORT" in message
+    assert f"check that the Kafka brokers at {settings.bootstrap_servers} are up" in message
+
+
 # -------------------------------------------------------------- everything else: goes on
 def _schedule() -> list[tuple[str, Fault]]:
     """Every non-fatal class at every call; an abort only follows an abortable error."""
