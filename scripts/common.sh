@@ -27,3 +27,20 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 PROPS
 }
+
+# A replicated cluster (KAFKA_BROKERS >= 3): what production needs (docs/operations.md).
+cluster_properties() {
+  cat <<'PROPS'
+num.partitions=1
+default.replication.factor=3
+min.insync.replicas=2
+unclean.leader.election.enable=false
+offsets.topic.replication.factor=3
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+transaction.state.log.num.partitions=4
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+PROPS
+}

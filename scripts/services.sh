@@ -7,6 +7,10 @@
 # the processes this script started (pid files under $FLEETGATE_RUN). Logs: $FLEETGATE_RUN/*.log
 # The second argument picks one service (default: all); tests start a private broker with
 #   KAFKA_PORT=… KAFKA_CONTROLLER_PORT=… FLEETGATE_RUN=<dir> scripts/services.sh start kafka
+# A replicated cluster on loopback: KAFKA_BROKERS=3 (3 to 5) starts that many combined
+# broker+controller nodes on KAFKA_PORT, KAFKA_PORT+1, … (controllers on KAFKA_CONTROLLER_PORT+i),
+# with replication factor 3, min.insync.replicas 2 and no unclean leader election. KAFKA_NODE=<n>
+# limits start/stop to node n (a rolling restart: stop node n, start it, wait, next).
 set -euo pipefail
 
 LOG_TAG=services
@@ -16,7 +20,24 @@ KAFKA_PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 KAFKA_HEAP="${KAFKA_HEAP:-768m}"
-KAFKA_DATA="$RUN/kafka-data-$KAFKA_PORT"
+KAFKA_BROKERS="${KAFKA_BROKERS:-1}"
+KAFKA_NODE="${KAFKA_NODE:-}"
+case "$KAFKA_BROKERS" in
+  1|3|4|5) ;;
+  *) die "KAFKA_BROKERS=$KAFKA_BROKERS: a single node (1) or a cluster of 3 to 5 brokers; 2 cannot lose a broker (KRaft needs a majority of controllers, min.insync.replicas is 2)" ;;
+esac
+if [ -n "$KAFKA_NODE" ] && ! { [ "$KAFKA_NODE" -ge 1 ] 2>/dev/null && [ "$KAFKA_NODE" -le "$KAFKA_BROKERS" ]; }; then
+  die "KAFKA_NODE=$KAFKA_NODE: a node number from 1 to KAFKA_BROKERS=$KAFKA_BROKERS"
+fi
+NODES="$(seq 1 "$KAFKA_BROKERS")"
+[ -z "$KAFKA_NODE" ] || NODES="$KAFKA_NODE"
+node_port() { echo $((KAFKA_PORT + $1 - 1)); }
+node_controller() { echo $((CONTROLLER_PORT + $1 - 1)); }
+voters() {
+  local out="" i
+  for i in $(seq 1 "$KAFKA_BROKERS"); do out="$out${out:+,}$i@127.0.0.1:$(node_controller "$i")"; done
+  echo "$out"
+}
 
 
 resolve_kafka_jars() {
@@ -32,65 +53,83 @@ resolve_kafka_jars() {
     || die "maven could not resolve org.apache.kafka:kafka_2.13:$KAFKA_VERSION (see output above)"
 }
 
-write_kafka_config() {
+write_kafka_config() {  # node number
+  local node="$1" port controller
+  port="$(node_port "$node")"
+  controller="$(node_controller "$node")"
   mkdir -p "$RUN"
-  cat >"$RUN/server-$KAFKA_PORT.properties" <<PROPS
+  cat >"$RUN/server-$port.properties" <<PROPS
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+node.id=$node
+controller.quorum.voters=$(voters)
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-log.dirs=$KAFKA_DATA
-$(single_node_properties)
+log.dirs=$RUN/kafka-data-$port
+$(if [ "$KAFKA_BROKERS" = 1 ]; then single_node_properties; else cluster_properties; fi)
 log.retention.hours=168
 log.segment.bytes=67108864
 PROPS
 }
 
-start_kafka() {
-  if port_open "$KAFKA_PORT"; then
-    log "kafka: something already listens on 127.0.0.1:$KAFKA_PORT, leaving it"
+cluster_id() {
+  # One id for every node of a cluster, kept with the data so a restarted node formats alike.
+  local file="$RUN/kafka-cluster-$KAFKA_PORT.id"
+  mkdir -p "$RUN"
+  [ -s "$file" ] || java -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1 >"$file"
+  cat "$file"
+}
+
+start_kafka() {  # node number
+  local node="$1" port
+  port="$(node_port "$node")"
+  if port_open "$port"; then
+    log "kafka: something already listens on 127.0.0.1:$port, leaving it"
     return
   fi
   resolve_kafka_jars
   need java "Install a Java 17+ runtime (Debian: apt-get install -y openjdk-17-jre-headless)."
-  write_kafka_config
-  local cfg="$RUN/server-$KAFKA_PORT.properties"
-  if [ ! -f "$KAFKA_DATA/meta.properties" ]; then
-    local cluster_id
-    cluster_id="$(java -cp "$LIB/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
-    log "kafka: formatting KRaft storage $KAFKA_DATA (cluster $cluster_id)"
-    java -cp "$LIB/*" kafka.tools.StorageTool format -t "$cluster_id" -c "$cfg" --ignore-formatted \
-      >"$RUN/kafka-format.log" 2>&1 || die "kafka storage format failed, see $RUN/kafka-format.log"
+  write_kafka_config "$node"
+  local cfg="$RUN/server-$port.properties" data="$RUN/kafka-data-$port"
+  if [ ! -f "$data/meta.properties" ]; then
+    local id
+    id="$(cluster_id)"
+    log "kafka: formatting KRaft storage $data (cluster $id, node $node)"
+    java -cp "$LIB/*" kafka.tools.StorageTool format -t "$id" -c "$cfg" --ignore-formatted \
+      >"$RUN/kafka-format-$port.log" 2>&1 || die "kafka storage format failed, see $RUN/kafka-format-$port.log"
   fi
-  log "kafka: starting Apache Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (log $RUN/kafka-$KAFKA_PORT.log)"
+  log "kafka: starting Apache Kafka $KAFKA_VERSION node $node/$KAFKA_BROKERS on 127.0.0.1:$port (log $RUN/kafka-$port.log)"
   nohup java -Xms256m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
     -Dorg.slf4j.simpleLogger.defaultLogLevel=info \
     -Dorg.slf4j.simpleLogger.log.kafka.log=warn -Dorg.slf4j.simpleLogger.log.state.change.logger=warn \
     -Dorg.slf4j.simpleLogger.showDateTime=true \
-    -cp "$LIB/*" kafka.Kafka "$cfg" >"$RUN/kafka-$KAFKA_PORT.log" 2>&1 &
-  echo $! >"$RUN/kafka-$KAFKA_PORT.pid"
+    -cp "$LIB/*" kafka.Kafka "$cfg" >"$RUN/kafka-$port.log" 2>&1 &
+  echo $! >"$RUN/kafka-$port.pid"
 }
 
-wait_kafka() {
+wait_kafka() {  # node number
   # Ready means: the broker answers a metadata request, not merely that the port is open.
+  local port
+  port="$(node_port "$1")"
   local deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-120}))
   while [ $SECONDS -lt $deadline ]; do
-    if port_open "$KAFKA_PORT" && java -cp "$LIB/*" -Dorg.slf4j.simpleLogger.defaultLogLevel=error \
-      kafka.admin.BrokerApiVersionsCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1; then
-      log "kafka: ready on 127.0.0.1:$KAFKA_PORT"
+    # The server logs this line once it serves requests (a broker of a cluster: once it has
+    # joined the controller quorum); a broker this script did not start is asked with a client.
+    if port_open "$port" && { grep -q "Kafka Server started" "$RUN/kafka-$port.log" 2>/dev/null \
+      || java -cp "$LIB/*" -Dorg.slf4j.simpleLogger.defaultLogLevel=error \
+        kafka.admin.BrokerApiVersionsCommand --bootstrap-server "127.0.0.1:$port" >/dev/null 2>&1; }; then
+      log "kafka: ready on 127.0.0.1:$port"
       return
     fi
-    if [ -f "$RUN/kafka-$KAFKA_PORT.pid" ] && ! pid_alive "$RUN/kafka-$KAFKA_PORT.pid"; then
-      tail -n 30 "$RUN/kafka-$KAFKA_PORT.log" >&2 || true
-      die "kafka exited during start-up, see $RUN/kafka-$KAFKA_PORT.log"
+    if [ -f "$RUN/kafka-$port.pid" ] && ! pid_alive "$RUN/kafka-$port.pid"; then
+      tail -n 30 "$RUN/kafka-$port.log" >&2 || true
+      die "kafka exited during start-up, see $RUN/kafka-$port.log"
     fi
     sleep 1
   done
-  die "kafka did not answer metadata requests on 127.0.0.1:$KAFKA_PORT in time, see $RUN/kafka-$KAFKA_PORT.log"
+  die "kafka did not answer metadata requests on 127.0.0.1:$port in time, see $RUN/kafka-$port.log"
 }
 
 redis_binary() {
@@ -113,10 +152,12 @@ start_redis() {
   local bin
   bin="$(redis_binary)"
   mkdir -p "$RUN/redis-$REDIS_PORT"
-  log "redis: starting $($bin --version | awk '{print $3}') on 127.0.0.1:$REDIS_PORT (log $RUN/redis-$REDIS_PORT.log)"
+  log "redis: starting $($bin --version | awk '{print $3}') on 127.0.0.1:$REDIS_PORT with AOF in $RUN/redis-$REDIS_PORT (log $RUN/redis-$REDIS_PORT.log)"
+  # Append-only file, fsync'd every second: a restart (or a crash) keeps the inventory and the
+  # executor's state, losing at most the last second of writes (docs/operations.md).
   "$bin" --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$RUN/redis-$REDIS_PORT" --daemonize yes \
     --pidfile "$RUN/redis-$REDIS_PORT.pid" --logfile "$RUN/redis-$REDIS_PORT.log" \
-    --save "" --appendonly no >/dev/null
+    --save "" --appendonly yes --appendfsync everysec >/dev/null
   local deadline=$((SECONDS + 20))
   until port_open "$REDIS_PORT"; do
     [ $SECONDS -lt $deadline ] || die "redis did not start, see $RUN/redis-$REDIS_PORT.log"
@@ -151,16 +192,26 @@ case "${1:-}" in
     if wants redis; then start_redis; fi
     if wants kafka; then
       resolve_kafka_jars  # also when a broker already runs: the readiness check uses the jars
-      start_kafka
-      wait_kafka
+      # All nodes first: a cluster's brokers wait for a controller quorum before they answer.
+      # Started side by side (formatting storage takes a JVM start each).
+      for n in $NODES; do  # one cluster id for all, before they start side by side
+        [ -f "$RUN/kafka-data-$(node_port "$n")/meta.properties" ] || { cluster_id >/dev/null; break; }
+      done
+      pids=""
+      for n in $NODES; do start_kafka "$n" & pids="$pids $!"; done
+      for p in $pids; do wait "$p" || die "kafka start-up failed (see the messages above)"; done
+      for n in $NODES; do wait_kafka "$n"; done
     fi
     ;;
   stop)
-    if wants kafka; then stop_pidfile kafka "$RUN/kafka-$KAFKA_PORT.pid"; fi
+    if wants kafka; then for n in $NODES; do stop_pidfile kafka "$RUN/kafka-$(node_port "$n").pid"; done; fi
     if wants redis; then stop_pidfile redis "$RUN/redis-$REDIS_PORT.pid"; fi
     ;;
   status)
-    port_open "$KAFKA_PORT" && echo "kafka: up on $KAFKA_PORT" || echo "kafka: down"
+    for n in $NODES; do
+      p="$(node_port "$n")"
+      port_open "$p" && echo "kafka: up on $p" || echo "kafka: down ($p)"
+    done
     port_open "$REDIS_PORT" && echo "redis: up on $REDIS_PORT" || echo "redis: down"
     ;;
   kafka-version)

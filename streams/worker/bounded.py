@@ -13,11 +13,17 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from confluent_kafka import KafkaError
+
 __all__ = ["TransactionLost", "call_within"]
 
 
 class TransactionLost(Exception):
     """The open transaction was aborted, fenced or given up: state must be rebuilt."""
+
+    def __init__(self, message: str, error: KafkaError | None = None) -> None:
+        super().__init__(message)
+        self.error = error  # the Kafka error behind it, if any
 
 
 def call_within(what: str, call: Callable[[], Any], timeout_s: float) -> Any:

@@ -43,13 +43,15 @@ from streams.codecs import DecodeError, Decoder, Encoder, Framing
 from streams.config import Settings
 from streams.inventory import InventoryCache
 from streams.logs import log_event
-from streams.worker.bounded import TransactionLost, call_within
+from streams.worker.bounded import TransactionLost
 from streams.worker.enrich import Enricher
 from streams.worker.envelope import Envelope, EnvelopeKind, encode_envelope
 from streams.worker.merge import Buffered, PartitionMerger
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.plans import PlanReader
 from streams.worker.snapshots import OFFSETS_HEADER, SnapshotRestorer
+from streams.worker.txnfaults import IngestFatal, hint
+from streams.worker.txnproducer import TxnProducer, fail
 
 __all__ = ["IngestLoop"]
 
@@ -69,6 +71,12 @@ _MIN_COMMIT_GAP_S = 0.05  # commits on window closes, at most this often (catchi
 
 class IngestLoop:
     """Runs in its own thread; `stop` ends it after a final commit."""
+
+    # The Kafka clients (the fault-injection tests wrap them) and the restart backoff: the
+    # first wait and the cap, doubling with each restart in a row.
+    producer_factory: Callable[[dict[str, Any]], Producer] = Producer
+    consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer
+    restart_backoff_s: tuple[float, float] = (2.0, 15.0)
 
     def __init__(
         self,
@@ -115,7 +123,7 @@ class IngestLoop:
         self.events_in = 0
         self.ready = threading.Event()
         self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
+        self._producer: TxnProducer | None = None
         self._plans: PlanReader | None = None
         self._broken = False  # the current transaction cannot be committed any more
         # Snapshots cost time in proportion to the devices held; checkpoints are spaced so
@@ -125,25 +133,26 @@ class IngestLoop:
         self._snapshotted_at: dict[int, float] = {}  # monotonic time of each partition's last snapshot
         self._log_start: dict[tuple[str, int], int] = {}  # first offset of each input topic partition
         self._restorer = SnapshotRestorer(settings, policy, self.topics, self._log_start)
-        self._consumer_fatal: str | None = None
+        self._consumer_fatal: KafkaError | None = None
         self._committed_at = 0.0  # monotonic time of the last committed transaction
 
     # ------------------------------------------------------------------ clients
     def _open(self) -> None:
         base = self.settings.kafka_client_config()
         group = f"{self.settings.group_id}-ingest"
-        self._producer = Producer(
+        self._producer = TxnProducer(
+            self.producer_factory,
             base
             | {
-                "transactional.id": f"{group}-{self.instance}",
+                "transactional.id": self._transactional_id,
                 "transaction.timeout.ms": 60_000,
                 "linger.ms": 5,
                 "message.max.bytes": 16 * 1024 * 1024,
-            }
+            },
+            self.settings.bootstrap_servers,
         )
-        self._producer.init_transactions(30)
-        self._producer.begin_transaction()
-        self._consumer = Consumer(
+        self._producer.open()
+        self._consumer = self.consumer_factory(
             base
             | {
                 "group.id": group,
@@ -164,11 +173,27 @@ class IngestLoop:
         )
         self._catch_up_plans()
 
+    @property
+    def _transactional_id(self) -> str:
+        return f"{self.settings.group_id}-ingest-{self.instance}"
+
     def _on_consumer_error(self, error: KafkaError) -> None:
         # A fatal consumer error (e.g. fenced after its session expired while the broker was
         # down) is only reported here; committing with such a consumer's group metadata hangs.
         if error.fatal():
-            self._consumer_fatal = error.str()
+            self._consumer_fatal = error
+
+    def _fail(self, call: str, exc: KafkaException) -> NoReturn:
+        """A consumer-side Kafka error: restart from the last commit, or stop (txnfaults)."""
+        self._broken = True
+        abort = self._producer.abort if self._producer is not None else None  # the producer is fine
+        fail(
+            call,
+            exc,
+            where=(self._transactional_id, self.settings.bootstrap_servers),
+            consumer=True,
+            abort=abort,
+        )
 
     def _catch_up_plans(self, timeout_s: float = 30.0) -> None:
         """Read every existing plan before the first device event, so start-up order is fixed."""
@@ -179,7 +204,8 @@ class IngestLoop:
             self._poll_plans(timeout=0.2)
             if self._plans.reached(ends):
                 return
-        raise RuntimeError(f"could not read the rollouts topic to its end within {timeout_s} s")
+        # E.g. the broker went away again during a restart: restart from the last commit.
+        raise TransactionLost(f"could not read the rollouts topic to its end within {timeout_s} s")
 
     # --------------------------------------------------------------- rebalance
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -225,9 +251,10 @@ class IngestLoop:
     def run(self, stop: threading.Event, max_restarts: int = 5) -> None:
         """Process until `stop`; a failed transaction restarts from the last commit.
 
-        A fenced or aborted transaction means our in-memory state is ahead of what Kafka
-        holds, so everything is dropped and rebuilt from the committed snapshots and
-        offsets, exactly as after a crash.
+        A lost transaction means our in-memory state is ahead of what Kafka holds, so
+        everything is dropped and rebuilt from the committed snapshots and offsets, exactly
+        as after a crash.  IngestFatal (a fatal error, or `max_restarts` restarts in a row
+        without a successful commit) ends the stage with a message that says why.
         """
         restarts = 0
         while True:
@@ -238,11 +265,22 @@ class IngestLoop:
             except TransactionLost as exc:
                 # "In a row": a restart that got as far as a successful commit starts the count anew.
                 restarts = 1 if self._committed_at > started else restarts + 1
-                log_event(log, "ingest restarting from the last commit", logging.WARNING, error=str(exc))
                 if restarts > max_restarts:
-                    raise RuntimeError(f"ingest failed {restarts} times in a row: {exc}") from exc
+                    raise IngestFatal(
+                        f"ingest stopped: {restarts} failures in a row without a successful commit "
+                        f"(last: {exc}); {hint(exc.error, self._transactional_id, self.settings.bootstrap_servers)}"
+                    ) from exc
+                first, cap = self.restart_backoff_s
+                wait_s = min(first * 2 ** (restarts - 1), cap)  # e.g. the broker is still coming back
+                log_event(
+                    log,
+                    "ingest restarting from the last commit",
+                    logging.WARNING,
+                    error=str(exc),
+                    backoff_s=wait_s,
+                )
                 self._reset()
-                stop.wait(min(2.0**restarts, 15.0))  # e.g. the broker is still coming back
+                stop.wait(wait_s)
 
     def _run(self, stop: threading.Event) -> None:
         try:
@@ -250,13 +288,21 @@ class IngestLoop:
         except KafkaException as exc:  # e.g. the broker is down: try again from the last commit
             self._broken = True
             self._close()
-            raise TransactionLost(f"could not open the Kafka clients: {exc}") from exc
-        assert self._consumer is not None
+            self._fail("opening the Kafka clients", exc)
+        except (TransactionLost, IngestFatal):  # a transactional call of the start-up failed
+            self._broken = True
+            self._close()
+            raise
+        consumer = self._consumer
+        assert consumer is not None
         last_commit = time.monotonic()
         try:
             while not stop.is_set():
                 self._poll_plans()
-                msgs = self._consumer.consume(num_messages=self.batch_size, timeout=0.1)
+                try:
+                    msgs = consumer.consume(num_messages=self.batch_size, timeout=0.1)
+                except KafkaException as exc:
+                    self._fail("consume", exc)
                 started = time.perf_counter()
                 if self._process(msgs):
                     self.metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -269,15 +315,11 @@ class IngestLoop:
                     self._commit(CHECKPOINT_SLICE_S if self._checkpoint_due(now) else None)
                     last_commit = time.monotonic()
             self._commit()
-        except TransactionLost:
+        except (TransactionLost, IngestFatal):
             self._broken = True  # nothing of the open transaction may be committed
             raise
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.fatal() or error.txn_requires_abort():
-                self._broken = True
-                raise TransactionLost(str(error)) from exc
-            raise
+        except KafkaException as exc:  # a consumer error (a record's, a rebalance's, a metadata call's)
+            self._fail("consume", exc)
         finally:
             self._close()
 
@@ -480,20 +522,17 @@ class IngestLoop:
         producer, consumer = self._producer, self._consumer
         if producer is None or consumer is None:
             return
-        if self._consumer_fatal is not None:
-            raise TransactionLost(f"consumer failed: {self._consumer_fatal}")  # rebuild from the last commit
+        if self._consumer_fatal is not None:  # rebuild from the last commit, or stop if no restart helps
+            self._fail("consume", KafkaException(self._consumer_fatal))
         self._heartbeat(self._idle_partitions(consumer))
         self._window_closed = False
         if checkpoint_s is not None:
             self._checkpoint(producer, consumer, checkpoint_s)
-        try:
-            call_within("commit_transaction", lambda: producer.commit_transaction(30), 45)
-        except KafkaException as exc:
-            self._abandon(producer, exc)
+        producer.commit()
         self._committed_at = time.monotonic()
         if checkpoint_s is not None:
             self._checkpointed_at = self._committed_at
-        producer.begin_transaction()
+        producer.begin()
 
     def _heartbeat(self, idle: set[int]) -> None:
         now = time.monotonic()
@@ -508,7 +547,7 @@ class IngestLoop:
                         Envelope(EnvelopeKind.HEARTBEAT, rollout_id, p, 0, engine.watermark_ms, b"", beat[1])
                     )
 
-    def _checkpoint(self, producer: Producer, consumer: Consumer, budget_s: float) -> None:
+    def _checkpoint(self, producer: TxnProducer, consumer: Consumer, budget_s: float) -> None:
         """Add to the open transaction: snapshots of dirty partitions, dead letters, offsets.
 
         Snapshots run on the ingest thread, so one checkpoint takes only as many partitions as
@@ -550,21 +589,4 @@ class IngestLoop:
         if not positions:
             return
         metadata = consumer.consumer_group_metadata()
-        try:
-            call_within(
-                "send_offsets_to_transaction",
-                lambda: producer.send_offsets_to_transaction(positions, metadata, 15),
-                20,
-            )
-        except KafkaException as exc:
-            self._abandon(producer, exc)
-
-    def _abandon(self, producer: Producer, exc: KafkaException) -> NoReturn:
-        """A transactional call failed: this transaction is lost (or the error is not ours to handle)."""
-        self._broken = True
-        error = exc.args[0]
-        if error.txn_requires_abort():
-            producer.abort_transaction(30)
-        if error.txn_requires_abort() or error.fatal():
-            raise TransactionLost(str(error)) from exc
-        raise exc
+        producer.send_offsets(positions, metadata)

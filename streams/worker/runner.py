@@ -23,8 +23,10 @@ from streams.resources import policy_bytes
 from streams.security.preflight import check_kafka
 from streams.security.signing import gate_signer
 from streams.worker.app import DeciderStage, build_app
+from streams.worker.changelogs import ensure_changelogs
 from streams.worker.ingest import IngestLoop
 from streams.worker.metrics import WorkerMetrics
+from streams.worker.txnfaults import IngestFatal
 
 __all__ = ["load_worker_policy", "run_worker"]
 
@@ -53,6 +55,10 @@ class _IngestThread(threading.Thread):
     def run(self) -> None:
         try:
             self.loop.run(self.stop)
+        except IngestFatal as exc:  # the message says why; a traceback would only bury it
+            self.error = exc
+            log_event(log, f"{exc}; stopping the worker", logging.ERROR)
+            os.kill(os.getpid(), signal.SIGTERM)
         except BaseException as exc:  # noqa: BLE001 - reported, then the whole worker stops
             self.error = exc
             log.exception("ingest stage failed; stopping the worker")
@@ -109,6 +115,7 @@ def run_worker(
 
             stage = DeciderStage(settings, policy, metrics, sign=sign)
             app = build_app(settings, stage, instance=instance)
+            ensure_changelogs(settings, app)  # before Faust asks a broker that has not seen them
             # Our JSON logging stays in charge: Faust must not reconfigure the root logger.
             worker = Worker(
                 app, loglevel="WARNING", quiet=True, override_logging=False, redirect_stdouts=False

@@ -23,6 +23,8 @@ from streams.logs import log_event
 
 __all__ = ["OFFSETS_HEADER", "SnapshotRestorer", "offsets_header"]
 
+_SILENCE_S = 10.0  # a restore gives up when the state topic sends nothing for this long
+
 log = logging.getLogger("fleetgate.ingest")
 
 OFFSETS_HEADER = "fleetgate-offsets"  # on a snapshot: {input topic: next offset} it has folded
@@ -128,9 +130,14 @@ class SnapshotRestorer:
             while start:
                 reader.assign([TopicPartition(self.state_topic, p, off) for p, off in start.items()])
                 open_ = set(start)
+                answered = time.monotonic()
                 while open_:
-                    msgs = reader.consume(num_messages=256, timeout=10.0)
-                    if not msgs:
+                    # consume() waits for a full batch or its whole timeout, and a partition's
+                    # tail is a few records: short waits, bounded overall by the silence allowed.
+                    msgs = reader.consume(num_messages=256, timeout=0.1)
+                    if msgs:
+                        answered = time.monotonic()
+                    elif time.monotonic() - answered > _SILENCE_S:
                         raise RuntimeError(f"state topic {self.state_topic} did not answer while restoring")
                     for m in msgs:
                         if m.error() is not None and m.error().code() == KafkaError._PARTITION_EOF:
