@@ -30,6 +30,8 @@ from tests.pipeline.harness import (
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
 
+WINDOW_MS = 5_000  # windows.size of tests/pipeline/fleet.py POLICY_YAML
+
 
 class PrivateRedis:
     def __init__(self, workdir: Path) -> None:
@@ -65,14 +67,34 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
 
+def _wait_for_log(worker: WorkerProcess, text: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in worker.tail(200_000):
+        assert worker.proc.poll() is None, worker.tail()
+        assert time.monotonic() < deadline, f"worker never logged {text!r}:\n{worker.tail()}"
+        time.sleep(0.2)
+
+
 def test_redis_outage_mid_stream(
     base_env: dict[str, str], standard: Scenario, reference: Outcome, unique: str, tmp_path: Path
 ) -> None:
-    """Redis killed 3 s into the stream, down for 4 s, restarted: outcome = reference.
+    """Redis killed once every device's attributes are cached, restarted after the worker has
+    had to skip a status write: outcome = reference.
 
     The worker keeps going on its cached inventory (misses are counted and looked up again),
     skips status writes with one warning per outage, and catches the status up afterwards.
+    The outage is placed by what the worker has done (its watermark, its log), not by the clock,
+    so a slow start on a loaded machine moves it but never changes what it tests.
     """
+    first: dict[str, int] = {}
+    for topic, rec, ts in standard.items:
+        if topic == "telemetry":
+            first.setdefault(rec.device_id, ts)
+    cached_by = max(first.values())  # every device has reported once: its attributes are cached
+    split = cached_by + 3 * WINDOW_MS  # input before the outage: enough to close windows past it
+    head = [it for it in standard.items if it[2] <= split]
+    rest = [it for it in standard.items if it[2] > split]
+    assert head and rest
     private = PrivateRedis(tmp_path)
     private.start()
     try:
@@ -81,26 +103,25 @@ def test_redis_outage_mid_stream(
         )
         settings = load_settings(env)
         fleet.publish_plan(settings, fleet.plan(standard.t0))
-        producer = stream(settings, standard.items, chunks=12, pause_s=0.5)
+        fleet.produce(settings, head)
         worker = WorkerProcess(env, tmp_path / "outage.log")
         try:
-            time.sleep(3.0)  # every device has reported at least once: its attributes are cached
+            wait_for_watermark(settings, fleet.ROLLOUT, cached_by, (worker,))
             private.kill()
-            time.sleep(4.0)
+            producer = stream(settings, rest, chunks=8, pause_s=0.5)  # the rest arrives during the outage
+            _wait_for_log(worker, "status not written to Redis")
             assert worker.proc.poll() is None, worker.tail()  # the worker survives the outage
             private.start()
             back = time.monotonic()
             producer.join()
             wait_for_watermark(settings, fleet.ROLLOUT, standard.final_watermark, (worker,))
             print(f"final watermark {time.monotonic() - back:.1f} s after Redis came back")
-            time.sleep(1.0)
+            _wait_for_log(worker, "status writes to Redis resumed")
             got = outcome(settings, standard.final_window)
         finally:
             assert worker.stop() == 0, worker.tail()
         assert got[0] == reference[0]
         assert got[1] == reference[1], diff(got[1], reference[1])
-        log = worker.tail(200_000)
-        assert "status not written to Redis" in log and "status writes to Redis resumed" in log
     finally:
         if private.proc is not None and private.proc.poll() is None:
             private.kill()
