@@ -66,6 +66,7 @@ CHECKPOINT_SLICE_S = 0.05  # a periodic checkpoint snapshots dirty partitions fo
 # or the idle flag flips -- the decider acts on window boundaries only -- and at least this often,
 # so a restarted decider or a new rollout hears from every partition soon.
 HEARTBEAT_REFRESH_S = 5.0
+MAX_FIRMWARE_LABELS = 64  # distinct firmware values on fleetgate_decode_errors_total; the rest "other"
 _MIN_COMMIT_GAP_S = 0.05  # commits on window closes, at most this often (catching up closes many)
 
 
@@ -120,6 +121,7 @@ class IngestLoop:
         self._heartbeats: dict[tuple[int, str], tuple[int, bool, float]] = {}  # last (window, idle, at)
         # per input partition (None: plans), produced with the checkpoint that snapshots it
         self._held_dead_letters: dict[int | None, list[DecodeError]] = defaultdict(list)
+        self._firmware_labels: set[str] = set()
         self.events_in = 0
         self.ready = threading.Event()
         self._consumer: Consumer | None = None
@@ -476,11 +478,21 @@ class IngestLoop:
         self._producer.produce(self.partials_topic, key=env.rollout_id.encode(), value=value, headers=headers)
         self._producer.poll(0)
 
+    def _firmware_label(self, err: DecodeError) -> str:
+        # Firmware strings come from devices: at most MAX_FIRMWARE_LABELS distinct label values,
+        # so a device sending garbage versions cannot grow the metrics without bound.
+        fw = err.firmware_version or "unknown"
+        if fw not in self._firmware_labels:
+            if len(self._firmware_labels) >= MAX_FIRMWARE_LABELS:
+                return "other"
+            self._firmware_labels.add(fw)
+        return fw
+
     def _dead_letter(self, err: DecodeError, partition: int | None) -> None:
         # Held until the checkpoint that commits the offsets past its record: a crash before
         # then reads the record again, and it must not be dead-lettered twice.
         self._held_dead_letters[partition].append(err)
-        self.metrics.decode_errors.labels(err.topic, err.reason.value).inc()
+        self.metrics.decode_errors.labels(err.topic, err.reason.value, self._firmware_label(err)).inc()
         self.metrics.dead_letters.inc()
 
     def _produce_dead_letters(self, partitions: list[int]) -> None:

@@ -16,7 +16,10 @@ class WorkerMetrics:
             "fleetgate_events_total", "Decoded input events", ["topic", "format"], registry=r
         )
         self.decode_errors = Counter(
-            "fleetgate_decode_errors_total", "Undecodable input by reason", ["topic", "reason"], registry=r
+            "fleetgate_decode_errors_total",
+            "Undecodable input by reason and the firmware that sent it",
+            ["topic", "reason", "firmware"],
+            registry=r,
         )
         self.dead_letters = Counter(
             "fleetgate_dead_letters_total", "Records written to dead letters", registry=r
