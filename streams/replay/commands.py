@@ -100,13 +100,13 @@ def _replay_inner(args: argparse.Namespace, settings: Settings) -> int:
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     from streams.replay.export import write_export
-    from streams.replay.inventory import lookup_redis
+    from streams.replay.inventory import lookup_inventory
     from streams.replay.session import device_ids, load_capture
 
     try:
         trange = _range(args)
         cap = load_capture(settings, trange, None)
-        attrs, note = lookup_redis(settings, device_ids(cap))
+        attrs, note = lookup_inventory(settings, device_ids(cap), cap.trange.start_ms)
         if note:
             print(f"note: {note}", file=sys.stderr)
         n = write_export(Path(args.output), cap, attrs, codec=args.codec)

@@ -19,6 +19,7 @@ import redis
 from gates.policy import DEFAULT_POLICY, GatePolicy, load_policy
 from streams.config import ConfigError, Settings
 from streams.inventory import InventoryCache
+from streams.inventory_topic import InventoryTopic
 from streams.logs import log_event
 from streams.security.preflight import check_kafka
 from streams.security.signing import decision_signer
@@ -90,7 +91,7 @@ def run_worker(
         sys.setswitchinterval(0.0005)
     if role in ("all", "ingest"):
         client = redis.Redis.from_url(settings.redis_url.value, socket_timeout=2, socket_connect_timeout=2)
-        cache = InventoryCache(client, settings.redis_namespace)
+        cache = InventoryCache(client, settings.redis_namespace, record=InventoryTopic(settings))
         loop = IngestLoop(
             settings,
             policy,
