@@ -175,6 +175,7 @@ class InventoryTopic:
                     "group.id": f"fleetgate-inventory-{uuid.uuid4().hex}",  # never commits
                     "enable.auto.commit": False,
                     "enable.partition.eof": False,
+                    "fetch.wait.max.ms": 10,  # reads end at the high watermark: do not wait there
                 }
             )
             meta = self._consumer.list_topics(self.topic, timeout=self.timeout_s).topics[self.topic]
@@ -200,7 +201,7 @@ class InventoryTopic:
         while todo:
             if time.monotonic() > deadline:
                 raise KafkaException(f"timed out reading partitions {sorted(todo)}")
-            for m in c.consume(num_messages=5000, timeout=0.5):
+            for m in c.consume(num_messages=5000, timeout=0.05):  # returns at the timeout: keep it short
                 if m.error() is not None:
                     raise KafkaException(m.error())
                 p, off = m.partition(), m.offset()
@@ -238,8 +239,15 @@ class InventoryTopic:
         """Refuse to write to a topic that was never created (the broker would auto-create it
         with one partition and no compaction)."""
         admin = Consumer(self.settings.kafka_client_config() | {"group.id": "fleetgate-inventory-check"})
+        deadline = (
+            time.monotonic() + 5.0
+        )  # a topic created a moment ago may not be in every broker's metadata
         try:
-            meta = admin.list_topics(self.topic, timeout=self.timeout_s).topics[self.topic]
+            while True:
+                meta = admin.list_topics(self.topic, timeout=self.timeout_s).topics[self.topic]
+                if meta.error is None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
         except KafkaException as exc:
             raise InventoryTopicError(f"cannot reach the broker for {self.topic}: {exc.args[0]}") from None
         finally:

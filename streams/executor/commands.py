@@ -52,9 +52,11 @@ def _err(msg: str) -> int:
 # ---------------------------------------------------------------- inventory
 def _cmd_inventory_load(args: argparse.Namespace, settings: Settings) -> int:
     import redis
+    from confluent_kafka import KafkaException
 
     from streams.inventory import load_inventory_csv
     from streams.inventory_topic import InventoryTopic, InventoryTopicError
+    from streams.topics import TOPICS, create_topics
 
     path = Path(args.file)
     if not path.is_file():
@@ -62,10 +64,11 @@ def _cmd_inventory_load(args: argparse.Namespace, settings: Settings) -> int:
     client = redis.Redis.from_url(settings.redis_url.value)
     record = InventoryTopic(settings)  # the record; Redis is its cache
     try:
+        create_topics(settings, [s for s in TOPICS if s.name == "inventory"])  # idempotent
         report = load_inventory_csv(
             client, settings.redis_namespace, path, record=record, as_of_ms=args.as_of
         )
-    except (ValueError, UnicodeDecodeError, InventoryTopicError) as exc:
+    except (ValueError, UnicodeDecodeError, InventoryTopicError, KafkaException) as exc:
         return _err(f"inventory not loaded: {exc}")
     finally:
         record.close()
