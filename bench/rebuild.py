@@ -112,8 +112,9 @@ def main() -> int:
         p.flush(60)
         seen_devices = ex.store.client.scard
         _until(ex, lambda: seen_devices(f"{ns}:versions:devices") >= args.devices, "feed consumed", 300)
-        for _ in range(20):  # the last batches committed
-            ex.step()
+        idle = 0
+        while idle < 5:  # until the whole feed is consumed and committed
+            idle = idle + 1 if ex.step() == 0 else 0
         ex.close()
         assert ex.statuses[rid].state is RolloutState.ACTIVE
 

@@ -45,6 +45,7 @@ __all__ = ["STATUS_HEADER", "Rebuilt", "rebuild_lost_state", "replay_feed", "sta
 STATUS_HEADER = "fg-executor-status"
 _LIVE = (RolloutState.ACTIVE, RolloutState.PAUSED, RolloutState.ROLLING_BACK)
 _TIMEOUT_S = 30.0
+_FEED_CHUNK = 2000  # as the executor consumes them (a batch applies telemetry, then acks)
 
 
 def status_header(st: RolloutStatus) -> tuple[str, bytes]:
@@ -293,8 +294,8 @@ def replay_feed(ex: Executor, done: Rebuilt) -> None:
         for topic in (ex.t_acks, ex.settings.topic("telemetry")):
             msgs += _read(c, topic, _since(c, topic, done.since_ms), _committed(ex, group, topic))
         msgs.sort(key=lambda m: m.timestamp()[1])  # about the order the executor saw them in
-        for i in range(0, len(msgs), 2000):
-            ex._handle_feed(msgs[i : i + 2000])
+        for i in range(0, len(msgs), _FEED_CHUNK):
+            ex._handle_feed(msgs[i : i + _FEED_CHUNK])
         done.feed_records = len(msgs)
     finally:
         c.close()
