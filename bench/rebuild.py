@@ -3,7 +3,8 @@ with Redis intact (the baseline), in the same run.
 
     python bench/rebuild.py [--devices 2000] [--reports 10]
 
-A demo-sized fleet (streams/simulator/fleet.py) is loaded, the demo plan started and its first
+A demo-sized fleet (streams/simulator/fleet.py) is loaded (and read back whole, from Redis and
+from the inventory topic, as a worker or replay finding Redis empty does), the demo plan started and its first
 two stages dispatched; every commanded device acks APPLIED and every device sends `--reports`
 telemetry reports, all consumed by the executor.  Then the executor restarts twice: once with
 Redis intact, once after every key of the run was deleted.  Prints both restart times, the
@@ -30,7 +31,7 @@ from streams.codecs import Encoder  # noqa: E402
 from streams.config import load_settings  # noqa: E402
 from streams.executor import Executor, load_plan, start  # noqa: E402
 from streams.executor.kafka import make_producer  # noqa: E402
-from streams.inventory import load_inventory_csv  # noqa: E402
+from streams.inventory import load_inventory_csv, read_histories  # noqa: E402
 from streams.inventory_topic import InventoryTopic  # noqa: E402
 from streams.simulator.fleet import generate_fleet  # noqa: E402
 from streams.topics import create_topics, topic_names  # noqa: E402
@@ -80,6 +81,16 @@ def main() -> int:
             record = InventoryTopic(settings)
             load_inventory_csv(client, ns, csv, record=record)
             record.close()
+        ids = [m.decode() for m in client.smembers(f"{ns}:devices")]
+        t = time.perf_counter()
+        cached = read_histories(client, ns, ids)
+        cache_s = time.perf_counter() - t
+        record = InventoryTopic(settings)
+        t = time.perf_counter()
+        recorded = record.read()
+        topic_s = time.perf_counter() - t
+        record.close()
+        assert recorded == cached and len(cached) == args.devices
         spec = load_plan(ROOT / "plans" / "demo.yaml")
         rid = spec.rollout_id
         ex = Executor(settings)
@@ -128,6 +139,10 @@ def main() -> int:
         assert rb is not None and ex.statuses[rid].current_stage == 1
         print(f"fleet {args.devices} devices, {len(cmds)} commands, {feed} acks + telemetry records, "
               f"{len(keys)} Redis keys deleted")  # fmt: skip
+        print(f"inventory of {len(ids)} devices from the Redis cache (baseline): {cache_s:8.3f} s")
+        print(
+            f"inventory of {len(ids)} devices from {record.topic}:  {topic_s:8.3f} s  ({topic_s / cache_s:.1f} x)"
+        )
         print(f"restart, Redis intact (baseline):  {base_s:8.3f} s")
         print(f"restart, Redis lost (rebuild):     {lost_s:8.3f} s  ({lost_s / base_s:.1f} x baseline)")
         print(

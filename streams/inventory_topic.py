@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
@@ -143,12 +143,18 @@ def history_from_json(device_id: str, raw: str | bytes) -> History:
 
 # ------------------------------------------------------------------- topic
 class InventoryTopic:
-    """Reads the whole topic into memory (then only what is new) and writes device records."""
+    """Reads the topic (from the start, then only what is new) and writes device records.
 
-    def __init__(self, settings: Settings, timeout_s: float = 15.0) -> None:
+    With ``keep`` (one-shot readers: a load, a replay, the executor's rebuild) every device's
+    history is held in ``histories``; without (a long-running worker) records are only handed
+    to the ``sink`` of :meth:`scan`, so memory does not grow with the fleet.
+    """
+
+    def __init__(self, settings: Settings, timeout_s: float = 15.0, *, keep: bool = True) -> None:
         self.settings = settings
         self.topic = settings.topic("inventory")
         self.timeout_s = timeout_s
+        self.keep = keep
         self.histories: dict[str, History] = {}
         self.undecodable = 0  # records that are not device_inventory.v1 (skipped, counted)
         self._consumer: Consumer | None = None
@@ -157,17 +163,25 @@ class InventoryTopic:
 
     def read(self) -> dict[str, History]:
         """Every device's latest history, reading what was appended since the last call."""
-        try:
-            self._catch_up()
-        except KafkaException as exc:
-            raise InventoryTopicError(f"cannot read {self.topic}: {exc.args[0]}") from None
+        self.scan(None)
         return self.histories
 
     def lookup(self, device_ids: Iterable[str]) -> dict[str, History]:
         histories = self.read()
         return {d: h for d in device_ids if (h := histories.get(d)) is not None}
 
-    def _catch_up(self) -> None:
+    def scan(self, sink: Callable[[dict[str, History]], None] | None) -> None:
+        """Read what was appended since the last call; each consumed batch goes to ``sink``."""
+        try:
+            self._catch_up(sink)
+        except KafkaException as exc:
+            raise InventoryTopicError(f"cannot read {self.topic}: {exc.args[0]}") from None
+
+    def rewind(self) -> None:
+        """Read from the start again at the next call (the cache it fed was lost)."""
+        self._positions = dict.fromkeys(self._positions, -1)
+
+    def _catch_up(self, sink: Callable[[dict[str, History]], None] | None) -> None:
         if self._consumer is None:
             self._consumer = Consumer(
                 self.settings.kafka_client_config()
@@ -199,9 +213,13 @@ class InventoryTopic:
         c.assign([TopicPartition(self.topic, p, self._positions[p]) for p in todo])
         deadline = time.monotonic() + self.timeout_s
         while todo:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline:  # no record for timeout_s
                 raise KafkaException(f"timed out reading partitions {sorted(todo)}")
-            for m in c.consume(num_messages=5000, timeout=0.05):  # returns at the timeout: keep it short
+            msgs = c.consume(num_messages=5000, timeout=0.05)  # returns at the timeout: keep it short
+            if msgs:
+                deadline = time.monotonic() + self.timeout_s
+            batch: dict[str, History] = {}
+            for m in msgs:
                 if m.error() is not None:
                     raise KafkaException(m.error())
                 p, off = m.partition(), m.offset()
@@ -209,16 +227,22 @@ class InventoryTopic:
                 value = m.value()
                 if value is None:  # a tombstone: the device left the inventory
                     key = m.key()
-                    self.histories.pop(key.decode() if key else "", None)
+                    gone = key.decode() if key else ""
+                    self.histories.pop(gone, None)
+                    batch.pop(gone, None)
                 else:
                     try:
                         device_id, history = decode_record(value)
                     except ValueError:
                         self.undecodable += 1
                     else:
-                        self.histories[device_id] = history
+                        batch[device_id] = history
                 if p in todo and off + 1 >= todo[p]:
                     del todo[p]
+            if self.keep:
+                self.histories.update(batch)
+            if sink is not None and batch:
+                sink(batch)
         c.unassign()
 
     def _watermarks(self, c: Consumer, p: int) -> tuple[int, int]:
@@ -295,7 +319,8 @@ class InventoryTopic:
             raise InventoryTopicError(
                 f"inventory not written to {self.topic}: {errors[:3] or f'{left} records not delivered'}"
             )
-        self.histories.update(histories)
+        if self.keep:
+            self.histories.update(histories)
 
     def close(self) -> None:
         if self._consumer is not None:

@@ -34,7 +34,7 @@ from streams.codecs import OUTPUT, Decoder
 from streams.executor.machine import RolloutStatus, command_id
 from streams.executor.plans import PlanSpec
 from streams.inventory import cache_histories
-from streams.inventory_topic import InventoryTopic
+from streams.inventory_topic import History, InventoryTopic
 from streams.security.verify import verify_decision
 
 if TYPE_CHECKING:
@@ -184,9 +184,13 @@ def rebuild_lost_state(ex: Executor) -> Rebuilt | None:
             return None
         done = Rebuilt(sorted(lost))
         if not client.exists(f"{store.keys.ns}:devices"):
-            record = InventoryTopic(ex.settings)
+            record = InventoryTopic(ex.settings, keep=False)  # batch by batch into Redis
+
+            def refill(batch: dict[str, History]) -> None:
+                done.inventory_devices += cache_histories(client, store.keys.ns, batch)
+
             try:
-                done.inventory_devices = cache_histories(client, store.keys.ns, record.read())
+                record.scan(refill)
             finally:
                 record.close()
         seen, starts = _handled_decisions(ex, c, lost)

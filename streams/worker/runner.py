@@ -91,7 +91,7 @@ def run_worker(
         sys.setswitchinterval(0.0005)
     if role in ("all", "ingest"):
         client = redis.Redis.from_url(settings.redis_url.value, socket_timeout=2, socket_connect_timeout=2)
-        cache = InventoryCache(client, settings.redis_namespace, record=InventoryTopic(settings))
+        cache = InventoryCache(client, settings.redis_namespace, record=InventoryTopic(settings, keep=False))
         loop = IngestLoop(
             settings,
             policy,
