@@ -87,7 +87,9 @@ def _cmd_inventory_show(args: argparse.Namespace, settings: Settings) -> int:
         return _err(
             f"device {args.device!r} is not in the inventory (namespace {settings.redis_namespace!r})"
         )
-    out = {"inventory": {k.decode(): v.decode() for k, v in sorted(raw.items())}}
+    out: dict[str, Any] = {"inventory": {k.decode(): v.decode() for k, v in sorted(raw.items())}}
+    if "history" in out["inventory"]:  # the attribute versions (JSON), shown as data
+        out["inventory"]["history"] = json.loads(out["inventory"]["history"])
     out["versions"] = store.read_versions([args.device]).get(args.device, {})
     print(json.dumps(out, indent=2))
     return 0
