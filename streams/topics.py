@@ -45,6 +45,16 @@ TOPICS: tuple[TopicSpec, ...] = (
         "device-commands", INPUT_PARTITIONS, 30 * _DAY_MS, purpose="update/rollback commands (key: device id)"
     ),
     TopicSpec("rollouts", 1, -1, "compact", "rollout plans, latest per rollout (key: rollout id)"),
+    # The inventory's record (Redis caches it); co-partitioned with the device topics, so the
+    # devices of input partition p are those of inventory partition p.
+    TopicSpec(
+        "inventory",
+        INPUT_PARTITIONS,
+        -1,
+        "compact",
+        "device attributes with their recent history, latest per device (key: device id)",
+        (("min.cleanable.dirty.ratio", "0.1"),),
+    ),
     TopicSpec(
         "rollout-control", 3, -1, purpose="gate and operator decisions, executors obey (key: rollout id)"
     ),

@@ -56,17 +56,26 @@ def _err(msg: str) -> int:
 # ---------------------------------------------------------------- inventory
 def _cmd_inventory_load(args: argparse.Namespace, settings: Settings) -> int:
     import redis
+    from confluent_kafka import KafkaException
 
     from streams.inventory import load_inventory_csv
+    from streams.inventory_topic import InventoryTopic, InventoryTopicError
+    from streams.topics import TOPICS, create_topics
 
     path = Path(args.file)
     if not path.is_file():
         return _err(f"{path}: no such file")
     client = redis.Redis.from_url(settings.redis_url.value)
+    record = InventoryTopic(settings)  # the record; Redis is its cache
     try:
-        report = load_inventory_csv(client, settings.redis_namespace, path)
-    except (ValueError, UnicodeDecodeError) as exc:
+        create_topics(settings, [s for s in TOPICS if s.name == "inventory"])  # idempotent
+        report = load_inventory_csv(
+            client, settings.redis_namespace, path, record=record, as_of_ms=args.as_of
+        )
+    except (ValueError, UnicodeDecodeError, InventoryTopicError, KafkaException) as exc:
         return _err(f"inventory not loaded: {exc}")
+    finally:
+        record.close()
     for line, reason in report.skipped:
         print(f"{path}:{line}: skipped: {reason}", file=sys.stderr)
     print(report.summary())
@@ -82,7 +91,9 @@ def _cmd_inventory_show(args: argparse.Namespace, settings: Settings) -> int:
         return _err(
             f"device {args.device!r} is not in the inventory (namespace {settings.redis_namespace!r})"
         )
-    out = {"inventory": {k.decode(): v.decode() for k, v in sorted(raw.items())}}
+    out: dict[str, Any] = {"inventory": {k.decode(): v.decode() for k, v in sorted(raw.items())}}
+    if "history" in out["inventory"]:  # the attribute versions (JSON), shown as data
+        out["inventory"]["history"] = json.loads(out["inventory"]["history"])
     out["versions"] = store.read_versions([args.device]).get(args.device, {})
     print(json.dumps(out, indent=2))
     return 0
@@ -207,7 +218,7 @@ def _cmd_rollout_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this package's sub-commands to the `fleetgate` parser."""
-    inv = sub.add_parser("inventory", help="fleet inventory in Redis")
+    inv = sub.add_parser("inventory", help="fleet inventory (topic fleet.inventory, cached in Redis)")
     isub = inv.add_subparsers(dest="inventory_command", required=True)
     p = isub.add_parser(
         "load",
@@ -217,6 +228,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("file", help="CSV with a header naming device_id and attribute columns")
     p.add_argument("--allow-skipped", action="store_true", help="exit 0 even when bad rows were skipped")
+    p.add_argument(
+        "--as-of",
+        type=int,
+        default=None,
+        metavar="MS",
+        help="the rows' attributes hold from this time (ms since the epoch; default: now)",
+    )
     p.set_defaults(handler=_cmd_inventory_load)
     p = isub.add_parser("show", help="one device's inventory attributes and version-map entry")
     p.add_argument("device", type=_text(128))

@@ -52,6 +52,7 @@ from streams.executor.machine import (
     is_start,
 )
 from streams.executor.plans import PlanSpec
+from streams.executor.rebuild import Rebuilt, rebuild_lost_state, replay_feed, status_header
 from streams.executor.store import ExecutorStore, version_field
 from streams.inventory import read_all_devices
 from streams.security.verify import DecisionGuard, check_verify_config
@@ -128,20 +129,26 @@ class Executor:
         self._seen_written: dict[str, tuple[int, str, str]] = {}
         self._recovered = False
         self._closed = False
+        self.rebuilt: Rebuilt | None = None  # what the last recover() rebuilt from Kafka
 
     # ------------------------------------------------------------------ life
     def recover(self) -> None:
-        """Load state, re-produce undelivered commands, re-publish every plan."""
-        self.statuses = self.store.load_all()
-        self.pending_rollback.clear()
-        self.queued.clear()
-        for rid, st in self.statuses.items():
-            if st.state is RolloutState.ROLLING_BACK:
-                for dev, state in self.store.rollback_states(rid).items():
-                    if state == "pending":
-                        self.pending_rollback.setdefault(dev, set()).add(rid)
-                for dev, cid in self.store.queued(rid).items():
-                    self.queued.setdefault(dev, {})[rid] = cid
+        """Load state (first rebuilt from Kafka if Redis lost it: streams/executor/rebuild.py),
+        re-produce undelivered commands, re-publish every plan."""
+        rebuilt = rebuild_lost_state(self)
+        self._load_state()
+        if rebuilt is not None:
+            replay_feed(self, rebuilt)
+            self._log(
+                "rebuilt",
+                rollouts=rebuilt.rollouts,
+                seen=rebuilt.seen,
+                commands=rebuilt.commands,
+                inventory_devices=rebuilt.inventory_devices,
+                feed_records=rebuilt.feed_records,
+                seconds=round(rebuilt.seconds, 3),
+            )
+        self.rebuilt = rebuilt
         outbox = self.store.outbox()
         by_rid: dict[str, list[str]] = {}
         for cid, rid in outbox.items():
@@ -153,6 +160,18 @@ class Executor:
         self.producer.flush(15)
         self._log("recovered", rollouts=len(self.statuses), resent=len(resent), queued=len(self.queued))
         self._recovered = True
+
+    def _load_state(self) -> None:
+        self.statuses = self.store.load_all()
+        self.pending_rollback.clear()
+        self.queued.clear()
+        for rid, st in self.statuses.items():
+            if st.state is RolloutState.ROLLING_BACK:
+                for dev, state in self.store.rollback_states(rid).items():
+                    if state == "pending":
+                        self.pending_rollback.setdefault(dev, set()).add(rid)
+                for dev, cid in self.store.queued(rid).items():
+                    self.queued.setdefault(dev, {})[rid] = cid
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -409,6 +428,7 @@ class Executor:
     def _publish_plan(self, st: RolloutStatus) -> None:
         plan = st.spec.rollout_plan(st.current_stage, st.state, st.updated_at_ms)
         value, headers = self.encoder.encode(plan, self.framing, topic=self.t_rollouts)
+        headers = [*headers, status_header(st)]  # the record of the executor's state (rebuild.py)
         self.producer.produce(self.t_rollouts, value=value, key=st.spec.rollout_id.encode(), headers=headers)
 
     def flush_outbox(self) -> int:

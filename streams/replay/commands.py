@@ -105,7 +105,7 @@ def _replay_inner(args: argparse.Namespace, settings: Settings) -> int:
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     from streams.replay.export import write_export
-    from streams.replay.inventory import lookup_redis
+    from streams.replay.inventory import lookup_inventory
     from streams.replay.session import device_ids, load_capture
 
     try:
@@ -120,7 +120,7 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
         if cap.inventory is not None:  # an export file carries its devices
             attrs = cap.inventory
         else:
-            attrs, note = lookup_redis(settings, device_ids(cap))
+            attrs, note = lookup_inventory(settings, device_ids(cap), cap.trange.start_ms)
             if note:
                 print(f"note: {note}", file=sys.stderr)
         if args.format == "parquet":

@@ -12,7 +12,7 @@ from streams.config import ConfigError, Settings
 from streams.replay.capture import INPUT_TOPICS, Capture
 from streams.replay.errors import ReplayError
 from streams.replay.export import read_export
-from streams.replay.inventory import lookup_redis
+from streams.replay.inventory import lookup_inventory
 from streams.replay.kafka import read_capture
 from streams.replay.replayer import Timeline, replay
 from streams.replay.timerange import TimeRange
@@ -81,7 +81,8 @@ def run(
         raise ReplayError(f"no input records in {capture.trange} ({capture.source}): nothing to replay")
 
     def lookup(ids: set[str]) -> tuple[dict[str, DeviceAttributes], str]:
-        return lookup_redis(settings, ids)
+        # the inventory as it was when the range starts (attributes change rarely)
+        return lookup_inventory(settings, ids, capture.trange.start_ms)
 
     return replay(capture, policy, rollout=rollout, lookup=lookup, collect_health=health)
 

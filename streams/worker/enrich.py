@@ -1,9 +1,11 @@
 """Inventory attributes for the ingest stage.
 
 A partition engine classifies a device into cohorts by its attributes (model, region, ...),
-which live in the Redis inventory, not in the events.  Before a device's first event reaches
-an engine, the engine is told the device's attributes once, as a :class:`DeviceAttributes`
-event; a device looked up while Redis was down is looked up again on its next event.
+which live in the inventory (the inventory topic, cached in Redis), not in the events.  Before
+a device's first event reaches an engine, the engine is told the device's attributes once, as
+a :class:`DeviceAttributes` event: the attributes in effect at that event's time, so a replay
+of the same range (which asks the inventory as of its start) sees the same cohorts.  A device
+that could not be looked up (Redis and the topic unavailable) is looked up again on its next event.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from gates.events import DeviceAttributes
 from streams.inventory import InventoryCache
+from streams.inventory_topic import as_of
 from streams.worker.metrics import WorkerMetrics
 
 __all__ = ["Enricher"]
@@ -44,22 +47,29 @@ class Enricher:
             return events
         known = self._known.setdefault(partition, set())
         pending = self._pending.setdefault(partition, set())
-        wanted = {
-            d
-            for ev in events
-            if (d := getattr(ev, "device_id", None)) is not None and (d not in known or d in pending)
-        }
-        if not wanted:
+        first_t: dict[str, int] = {}  # each wanted device's first event time in this batch
+        for ev in events:
+            d = getattr(ev, "device_id", None)
+            if d is not None and d not in first_t and (d not in known or d in pending):
+                first_t[d] = _event_time(ev)
+        if not first_t:
             return events
-        found = self.inventory.lookup_many(wanted)
+        found, unavailable = self.inventory.lookup_many(first_t)
         attrs: list[Any] = []
-        for device_id in sorted(wanted):
-            value = found.get(device_id)
-            if value is None and not self.inventory.redis_available:
-                pending.add(device_id)  # Redis down: try again on the device's next event
+        for device_id in sorted(first_t):
+            if device_id in unavailable:
+                pending.add(device_id)  # try again on the device's next event
                 self.metrics.inventory_misses.inc()
                 continue
             pending.discard(device_id)
             known.add(device_id)
-            attrs.append(value or DeviceAttributes(device_id))
+            history = found.get(device_id)
+            attrs.append(as_of(history, first_t[device_id]) if history else DeviceAttributes(device_id))
         return attrs + events
+
+
+def _event_time(ev: Any) -> int:
+    t = getattr(ev, "event_time_ms", None)
+    if t is None:
+        t = getattr(ev, "issued_at_ms", 0)  # a device command
+    return int(t)

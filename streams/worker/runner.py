@@ -18,6 +18,7 @@ import redis
 from gates.policy import DEFAULT_POLICY, GatePolicy, load_policy
 from streams.config import ConfigError, Settings
 from streams.inventory import InventoryCache
+from streams.inventory_topic import InventoryTopic
 from streams.logs import log_event
 from streams.resources import policy_bytes
 from streams.security.preflight import check_kafka
@@ -97,7 +98,7 @@ def run_worker(
         sys.setswitchinterval(0.0005)
     if role in ("all", "ingest"):
         client = redis.Redis.from_url(settings.redis_url.value, socket_timeout=2, socket_connect_timeout=2)
-        cache = InventoryCache(client, settings.redis_namespace)
+        cache = InventoryCache(client, settings.redis_namespace, record=InventoryTopic(settings, keep=False))
         loop = IngestLoop(
             settings,
             policy,

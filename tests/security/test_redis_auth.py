@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from streams.config import load_settings
 from streams.executor.store import ExecutorStore
 from tests.executor.helpers import fleet_csv
 
-pytestmark = [pytest.mark.redis]
+pytestmark = [pytest.mark.redis, pytest.mark.kafka]  # inventory load writes the inventory topic
 PASSWORD = "s3cret-redis-test"
 
 
@@ -91,6 +92,7 @@ def test_tls_and_password_through_the_cli(
     url = f"rediss://:{PASSWORD}@127.0.0.1:{tls_port}/0?ssl_ca_certs={ca}"
     monkeypatch.setenv("FLEETGATE_REDIS_URL", url)
     monkeypatch.setenv("FLEETGATE_REDIS_NAMESPACE", "tls-test")
+    monkeypatch.setenv("FLEETGATE_TOPIC_PREFIX", f"test.{uuid.uuid4().hex[:10]}.")  # inventory topic
     assert main(["inventory", "load", str(fleet_csv(tmp_path / "fleet.csv", 5))]) == 0
     assert main(["inventory", "show", "d001"]) == 0
     assert '"d001"' in capsys.readouterr().out
