@@ -101,11 +101,15 @@ start_kafka() {  # node number
       >"$RUN/kafka-format-$port.log" 2>&1 || die "kafka storage format failed, see $RUN/kafka-format-$port.log"
   fi
   log "kafka: starting Apache Kafka $KAFKA_VERSION node $node/$KAFKA_BROKERS on 127.0.0.1:$port (log $RUN/kafka-$port.log)"
-  nohup java -Xms256m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
+  # A broker holds a few files open per partition; a test run creates thousands of partitions,
+  # and at the file limit the broker marks its log dir failed and shuts down. Raise the limit
+  # as far as this shell may (root: up to fs.nr_open).
+  ( ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  exec nohup java -Xms256m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
     -Dorg.slf4j.simpleLogger.defaultLogLevel=info \
     -Dorg.slf4j.simpleLogger.log.kafka.log=warn -Dorg.slf4j.simpleLogger.log.state.change.logger=warn \
     -Dorg.slf4j.simpleLogger.showDateTime=true \
-    -cp "$LIB/*" kafka.Kafka "$cfg" >"$RUN/kafka-$port.log" 2>&1 &
+    -cp "$LIB/*" kafka.Kafka "$cfg" ) >"$RUN/kafka-$port.log" 2>&1 &
   echo $! >"$RUN/kafka-$port.pid"
 }
 

@@ -23,7 +23,7 @@ from fastavro import schemaless_reader, schemaless_writer
 
 from gates.events import ATTRIBUTE_NAMES, DeviceAttributes
 from streams.codecs.catalogue import default_catalogue
-from streams.codecs.framing import frame_single_object
+from streams.codecs.framing import Framing, frame_single_object
 from streams.codecs.headers import H_FORMAT, H_SCHEMA, H_SCHEMA_VERSION
 from streams.config import Settings
 
@@ -108,7 +108,7 @@ def encode_record(
     headers = [
         (H_SCHEMA, entry.full_name.encode()),
         (H_SCHEMA_VERSION, b"1"),
-        (H_FORMAT, b"avro-single-object"),
+        (H_FORMAT, Framing.SINGLE_OBJECT.value.encode()),
     ]
     return frame_single_object(entry.fingerprint, buf.getvalue()), headers
 
