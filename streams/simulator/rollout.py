@@ -148,7 +148,7 @@ def record_rollout(
     devices: int,
     stages: tuple[Stage, ...] | None = None,
     history_ms: int = _HOUR,
-    stage_gap_ms: int = 30 * _MIN,
+    stage_gap_ms: int = 20 * _MIN,
     tail_ms: int = 3 * _HOUR + 30 * _MIN,
     plan_at: str = "before",
     profiles: str = "realistic",
