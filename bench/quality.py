@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gates.policy import GatePolicy, load_policy  # noqa: E402
 from streams.replay.replayer import replay  # noqa: E402
 from streams.simulator.judges import AbortConfig, StageResult, judge  # noqa: E402
-from streams.simulator.rollout import record_rollout  # noqa: E402
+from streams.simulator.rollout import always_on_first_stages, customer_stages, record_rollout  # noqa: E402
 from streams.simulator.scenarios import scenario  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +55,7 @@ class Case:
     sim: str  # simulator scenario
     fleet_factor: int = 1  # x --devices
     plan_at: str = "before"  # "dispatch": the plan reaches the gate with the first command
+    stages: str = "customer"  # "always-on-first": a first stage of every always-on device
     # after the last dispatch: a sleepy device wakes within the hour, reports the update's reboot
     # an hour later and its first healthy report an hour after that, so a healthy last stage can
     # reach coverage only about 3 h after its dispatch
@@ -73,7 +74,7 @@ CASES = {
         Case("clock-ahead", "clock-ahead"),
         Case("noisy-healthy", "noisy-healthy"),
         Case("format-switch", "format-switch"),
-        Case("first-stage-all", "healthy", plan_at="dispatch"),
+        Case("first-stage-all", "healthy", plan_at="dispatch", stages="always-on-first"),
         Case("bad-model", "bad-model"),
         Case("metric-vanishes", "metric-vanishes"),
         Case("latency-regression", "latency-regression"),
@@ -108,6 +109,7 @@ def run_task(task: Task) -> tuple[list[StageResult], dict[str, float]]:
     trace = record_rollout(
         scenario(c.sim), seed=task.seed, devices=task.devices * c.fleet_factor,
         stage_gap_ms=task.stage_gap_ms, tail_ms=c.tail_ms, plan_at=c.plan_at,
+        stages=always_on_first_stages() if c.stages == "always-on-first" else customer_stages(),
     )  # fmt: skip
     trace.scenario = c.name
     policy = load_policy(task.policy_text)

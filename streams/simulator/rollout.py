@@ -41,7 +41,15 @@ from streams.simulator.fleet import Fleet, device_id, generate_fleet
 from streams.simulator.profiles import ProfileSet, profile_set
 from streams.simulator.scenarios import EffectKind, Scenario
 
-__all__ = ["PARTITIONS", "RolloutTrace", "StageRun", "customer_stages", "onset_visible", "record_rollout"]
+__all__ = [
+    "PARTITIONS",
+    "RolloutTrace",
+    "always_on_first_stages",
+    "StageRun",
+    "customer_stages",
+    "onset_visible",
+    "record_rollout",
+]
 
 PARTITIONS = 12
 PREFIX = "quality."
@@ -57,6 +65,17 @@ def customer_stages() -> tuple[Stage, ...]:
         Stage("globex", {"customer": ("globex",)}),
         Stage("initech", {"customer": ("initech",)}),
         Stage("umbrella", {"customer": ("umbrella",)}),
+    )
+
+
+def always_on_first_stages() -> tuple[Stage, ...]:
+    """Every always-on device first (they all apply within minutes: no live control is left),
+    then the rest by customer."""
+    return (
+        Stage("always-on", {"connectivity_profile": ("always-on",)}),
+        Stage("acme", {"customer": ("internal", "acme")}),
+        Stage("globex", {"customer": ("globex",)}),
+        Stage("initech-umbrella", {"customer": ("initech", "umbrella")}),
     )
 
 
