@@ -139,9 +139,11 @@ def run_matrix(tasks: list[Task], jobs: int) -> tuple[list[StageResult], list[di
             costs.append(c)
     else:
         with mp.get_context("fork").Pool(jobs) as pool:
-            for r, c in pool.imap_unordered(_run_one, tasks):
+            for n, (r, c) in enumerate(pool.imap_unordered(_run_one, tasks), 1):
                 out.extend(r)
                 costs.append(c)
+                if n % 10 == 0 or n == len(tasks):
+                    print(f"  {n}/{len(tasks)} rollouts done", file=sys.stderr, flush=True)
     out.sort(key=lambda s: (s.scenario, s.seed, s.stage))
     return out, costs
 
