@@ -72,8 +72,9 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_inventory(args: argparse.Namespace, settings: Settings) -> int:
     from streams.simulator.fleet import generate_fleet
+    from streams.simulator.scenarios import scenario
 
-    rows = generate_fleet(args.devices, args.seed).write_csv(args.output)
+    rows = generate_fleet(args.devices, args.seed, scenario(args.scenario).generations).write_csv(args.output)
     print(f"wrote {rows} devices to {args.output}", file=sys.stderr)
     return 0
 
@@ -112,5 +113,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     inv = ssub.add_parser("inventory", help="only write the fleet inventory CSV")
     inv.add_argument("--devices", type=_positive, default=100)
     inv.add_argument("--seed", type=int, default=0)
+    inv.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="healthy",
+        help="its fleet (format-switch: more legacy)",
+    )
     inv.add_argument("-o", "--output", type=Path, required=True, help="CSV file to write")
     inv.set_defaults(handler=_cmd_inventory)

@@ -54,7 +54,7 @@ class SimStats:
     ignored_commands: int = 0  # unknown device or duplicate in flight
     late_acks: int = 0  # acks produced after a reconnect with older event times
     effect_first_ms: dict[str, int] = field(default_factory=dict)
-    effect_devices: dict[str, set[int]] = field(default_factory=dict)
+    effect_devices: dict[str, dict[int, int]] = field(default_factory=dict)  # device -> first ms
 
     @property
     def events(self) -> int:
@@ -135,6 +135,16 @@ class Simulator:
         self.masks: dict[EffectKind, bytearray] = {
             e.kind: fleet.mask(e.selector, e.fraction) for e in scenario.effects
         }
+        # device clocks: payload time = true time + offset (the record timestamp stays true time)
+        self.clock: array | None = None
+        skew = scenario.effect(EffectKind.CLOCK_OFFSET)
+        if skew is not None:
+            m = self.masks[EffectKind.CLOCK_OFFSET]
+            self.clock = array("q", (skew.offset_ms if m[i] else 0 for i in range(n)))
+            skewed = {i: start_ms for i in range(n) if m[i]}
+            if skewed:
+                self.stats.effect_first_ms[EffectKind.CLOCK_OFFSET.value] = start_ms
+                self.stats.effect_devices[EffectKind.CLOCK_OFFSET.value] = skewed
         # sparse state
         self.pending: dict[int, list[DeviceCommand]] = {}
         self.attention = bytearray(n)  # 1: the device is offline or has queued commands
@@ -233,8 +243,8 @@ class Simulator:
         st = self.stats
         if name not in st.effect_first_ms:
             st.effect_first_ms[name] = t
-            st.effect_devices[name] = set()
-        st.effect_devices[name].add(i)
+            st.effect_devices[name] = {}
+        st.effect_devices[name].setdefault(i, t)
         return True
 
     def _version(self, kind: TargetKind, version: str, new: bool) -> int:
@@ -291,12 +301,13 @@ class Simulator:
                 self._push(end, _ACK, i, (AckStatus.FAILED, cmd, code, attempt))
                 self._push(end, _APPLY, i, (None, job, False))
             elif self._effect(EffectKind.DROP_MID_UPDATE, i, t):
-                code = self.scenario.effect(EffectKind.DROP_MID_UPDATE).error_code  # type: ignore[union-attr]
+                eff = self.scenario.effect(EffectKind.DROP_MID_UPDATE)
+                assert eff is not None
                 self._push(
                     t + dl + apply_ms // 2,
                     _DROP,
                     i,
-                    (ps.storm_outage_ms, (AckStatus.FAILED, cmd, code, attempt)),
+                    (eff.duration_ms or ps.storm_outage_ms, (AckStatus.FAILED, cmd, eff.error_code, attempt)),
                 )
             elif p.drop_probability and self.rng.random() < p.drop_probability:
                 late = (AckStatus.FAILED, cmd, "E_CONN_LOST", attempt) if self.rng.random() < 0.5 else None
@@ -358,8 +369,9 @@ class Simulator:
         new_fw = self.fw_new[self.fw[i]]
         version = 1 if self.fleet.generation[i] == 0 and not new_fw else 2
         did = device_id(i)
+        dt = t if self.clock is None else t + self.clock[i]
         ack = Ack(
-            did, t, t, status, SourceFormat.AVRO_V1 if version == 1 else SourceFormat.AVRO_V2,
+            did, dt, dt, status, SourceFormat.AVRO_V1 if version == 1 else SourceFormat.AVRO_V2,
             cmd.rollout_id, cmd.target_version, cmd.command_id, error, attempt,
         )  # fmt: skip
         value, headers = self.encoder.encode(ack, self.framing, version=version)
@@ -408,6 +420,8 @@ class Simulator:
         boost_n = boost is not None and self.scenario.effect(EffectKind.ERROR_BOOST).extra  # type: ignore[union-attr]
         chatty = masks.get(EffectKind.REPORT_FACTOR)
         chatty_f = chatty is not None and self.scenario.effect(EffectKind.REPORT_FACTOR).factor  # type: ignore[union-attr]
+        silent = masks.get(EffectKind.SILENT_AFTER_APPLY)
+        clock = self.clock
         config_scenario = self.scenario.target_kind is TargetKind.CONFIG
         effect = self._effect
         rng_drop = self.rng.random
@@ -455,9 +469,15 @@ class Simulator:
                     err += boost_n
                 if chatty is not None and chatty[i] and effect(EffectKind.REPORT_FACTOR, i, t):
                     interval = max(tick, int(interval / chatty_f))
+            if is_new and silent is not None and silent[i] and effect(EffectKind.SILENT_AFTER_APPLY, i, t):
+                b = wheel.get(-(-(t + interval) // tick))
+                if b is None:
+                    b = wheel[-(-(t + interval) // tick)] = array("l")
+                b.append(i)  # still alive (commands reach it), reports nothing
+                continue
             key = b"dev-%07d" % i  # == device_id(i).encode()
             value = encode(
-                fmt, "", t, fw_names[fwi], MODELS[model_col[i]], cfg_names[cfgi],
+                fmt, "", t if clock is None else t + clock[i], fw_names[fwi], MODELS[model_col[i]], cfg_names[cfgi],
                 (t - boot[i]) // 1000, rc_col[i], err, reb_col[i], lat, temp, cpu, bat, memv, rssi, key,
             )  # fmt: skip
             sink(TELEMETRY, key, value, headers[fmt], t)

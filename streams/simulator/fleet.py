@@ -167,13 +167,19 @@ class Fleet:
         return self.size
 
 
-def generate_fleet(devices: int, seed: int) -> Fleet:
-    """The same fleet for the same (devices, seed); about 1.5 s per million devices."""
+def generate_fleet(devices: int, seed: int, generations: Sequence[float] | None = None) -> Fleet:
+    """The same fleet for the same (devices, seed); about 1.5 s per million devices.
+
+    ``generations`` replaces the gen1/gen2/gen3 weights (a fleet with more legacy devices).
+    """
     if devices < 1:
         raise ValueError("a fleet needs at least one device")
+    gen_w = _GEN_W if generations is None else tuple(generations)
+    if len(gen_w) != len(GENERATIONS) or min(gen_w) < 0 or sum(gen_w) <= 0:
+        raise ValueError(f"generations: expected {len(GENERATIONS)} non-negative weights, got {gen_w}")
     rng = random.Random(f"fleet:{seed}")
     r = rng.random
-    cm, cg, cr, cc, ck = (_cum(w) for w in (_MODEL_W, _GEN_W, _REGION_W, _CUSTOMER_W, _CRIT_W))
+    cm, cg, cr, cc, ck = (_cum(w) for w in (_MODEL_W, gen_w, _REGION_W, _CUSTOMER_W, _CRIT_W))
     cp = [_cum(w) for w in _PROFILE_W]
     sites_per_region = [max(1, round(devices * w / DEVICES_PER_SITE)) for w in _REGION_W]
     model, gen, region, cust, crit, prof = (bytearray(devices) for _ in range(6))

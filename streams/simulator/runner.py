@@ -66,7 +66,7 @@ class SimulatorConfig:
 def build_simulator(
     config: SimulatorConfig, sink: Sink, start_ms: int, fleet: Fleet | None = None
 ) -> Simulator:
-    fleet = fleet or generate_fleet(config.devices, config.seed)
+    fleet = fleet or generate_fleet(config.devices, config.seed, scenario(config.scenario).generations)
     profiles = profile_set(config.profile_set)
     if config.intervals_ms:
         profiles = profiles.with_intervals(config.intervals_ms)
@@ -195,7 +195,7 @@ def run_simulator(
     the ground truth again, with the observed effects, at the end.
     """
     stop = stop or threading.Event()
-    fleet = generate_fleet(config.devices, config.seed)
+    fleet = generate_fleet(config.devices, config.seed, scenario(config.scenario).generations)
     if config.inventory_out is not None:
         fleet.write_csv(config.inventory_out)
     wall_ms = int(clock() * 1000)

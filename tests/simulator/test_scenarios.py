@@ -250,7 +250,10 @@ def test_registry_and_ground_truth() -> None:
     from streams.simulator import ground_truth
 
     assert set(SCENARIOS) == {"healthy", "bad-model", "metric-vanishes", "latency-regression",
-                              "reconnect-storm", "chatty-config", "rollback-refused"}  # fmt: skip
+                              "reconnect-storm", "chatty-config", "rollback-refused", "clock-behind",
+                              "clock-ahead", "slice-latency", "model-low-rate-fails", "sleepy-late-fails",
+                              "silent-after-apply", "metric-missing-part", "noisy-healthy",
+                              "format-switch"}  # fmt: skip
     fleet = generate_fleet(200, 4)
     truth = ground_truth(fleet, SCENARIOS["bad-model"], baseline_firmware="4.1.0", baseline_config="cfg-41")
     assert truth["bad_cohort"] == {"model": ["cam-c1"]} and truth["expected_action"] == "ROLLBACK"
