@@ -24,12 +24,14 @@ from fastavro import schemaless_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.codecs import ACK, DEVICE, OUTPUT, TELEMETRY, Decoder, DecodeLimits, Encoder, Framing
+from streams.codecs import ACK, DEVICE, OUTPUT, TELEMETRY, DecodeLimits, Decoder, Encoder, Framing
 from streams.codecs import native as native_bridge
 from tests.codecs.golden_cases import GOLDEN_DIR, INGEST, cases
 from tests.codecs.test_fastread import CAT, RECORDS, _same, encoded, legacy_objects, texts
 
-pytest.importorskip("fleetgate_native", reason="native decoder not built (make venv with cargo on PATH)")
+if native_bridge.native_module() is None:
+    pytest.skip(f"native decoder off: not built or {native_bridge.ENV}=0 ({native_bridge.HOW_TO_ENABLE})",
+                allow_module_level=True)  # fmt: skip
 
 KINDS = (TELEMETRY, ACK, DEVICE, OUTPUT)
 NAT = [Decoder(k, native=True) for k in KINDS]

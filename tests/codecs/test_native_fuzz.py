@@ -130,7 +130,10 @@ def run(count: int, seed: int, batch: int = 500) -> dict[str, int]:
 
 def test_fuzz_native_entry_point() -> None:
     """10^5 mutated messages in a subprocess: exit 0 (no crash), in time (no hang), no divergence."""
-    pytest.importorskip("fleetgate_native", reason="native decoder not built (make venv with cargo on PATH)")
+    from streams.codecs import native as bridge
+
+    if bridge.native_module() is None:
+        pytest.skip(f"native decoder off: not built or {bridge.ENV}=0 ({bridge.HOW_TO_ENABLE})")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(  # noqa: S603 - our own module
         [sys.executable, "-m", "tests.codecs.test_native_fuzz", "--count", "100000", "--seed", "20261202"],
