@@ -245,7 +245,7 @@ impl BatchDecoder {
             }
             let fp: [u8; 8] = buf[2..10].try_into().ok()?;
             (*self.by_fp.get(&fp)?, 10)
-        } else if forced == F_JSON || (forced == F_NONE && (b0 == b'{' || b" \t\r\n".contains(&b0))) {
+        } else if forced == F_JSON || (forced == F_NONE && (b0 == b'{' || json_after_ws(buf))) {
             if !json {
                 return None;
             }
@@ -272,6 +272,11 @@ impl BatchDecoder {
         };
         records::read(t.layout, buf, start, &mut cx)
     }
+}
+
+/// Leading JSON whitespace then `{` (a bare Avro body may start with a whitespace byte).
+fn json_after_ws(buf: &[u8]) -> bool {
+    buf.iter().find(|c| !b" \t\r\n".contains(c)) == Some(&b'{') && b" \t\r\n".contains(&buf[0])
 }
 
 /// AckStatus of a free-text status through the Python mapping, cached (bounded).

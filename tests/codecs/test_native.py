@@ -307,3 +307,15 @@ def test_header_shapes_and_timestamps_decode_identically(
             continue
         got = nat.decode_batch(msgs)
         assert _same(got[0], want[0]) and _same(got[1], want[1]), (ref.kind.name, got, want)
+
+
+@pytest.mark.parametrize("device_id", ["dev-1", "d" * 16])  # body starts with 0x0a / 0x20: JSON whitespace
+def test_bare_bodies_starting_with_json_whitespace_are_read_natively(device_id: str) -> None:
+    tel = {"device_id": device_id, "ts": INGEST // 1000, "firmware": "4.2.0", "temperature_c": 1.0, "cpu_pct": 2.0,
+           "error_count": 0}  # fmt: skip
+    out = BytesIO()
+    schemaless_writer(out, CAT.get("telemetry", 1).parsed, tel)
+    headers = [("fg-schema", b"dev.fleetgate.device.Telemetry"), ("fg-schema-version", b"1")]
+    msgs = [_msg(out.getvalue(), headers)]
+    records, back = NAT[0]._native._native.decode(msgs)
+    assert back is None and records == REF[0].decode_batch(msgs)[0] and len(records) == 1
