@@ -34,7 +34,7 @@ struct Target {
 }
 
 /// One stream kind's native decoder; built by `streams/codecs/native.py`.
-#[pyclass(unsendable, module = "fleetgate_native")]
+#[pyclass(module = "fleetgate_native")]
 struct BatchDecoder {
     targets: Vec<Target>,
     by_id: HashMap<u32, usize>,
@@ -57,6 +57,12 @@ fn objs(v: &Bound<'_, PyAny>) -> PyResult<Vec<Obj>> {
     }
     Ok(out)
 }
+
+// SAFETY: the raw object pointers inside are only touched with the GIL held (a GIL build: no
+// free-threading support is declared), and pyo3's borrow flag keeps `decode` from running twice
+// at once on one decoder. Workers create decoders in one thread and decode in another.
+unsafe impl Send for BatchDecoder {}
+unsafe impl Sync for BatchDecoder {}
 
 #[pymethods]
 impl BatchDecoder {

@@ -319,3 +319,15 @@ def test_bare_bodies_starting_with_json_whitespace_are_read_natively(device_id: 
     msgs = [_msg(out.getvalue(), headers)]
     records, back = NAT[0]._native._native.decode(msgs)
     assert back is None and records == REF[0].decode_batch(msgs)[0] and len(records) == 1
+
+
+def test_a_decoder_built_in_one_thread_decodes_in_another() -> None:
+    """Workers build their decoders, then decode in the ingest thread."""
+    import threading
+
+    msgs = [_msg(_valid("telemetry", 2))] * 3
+    out: list[Any] = []
+    t = threading.Thread(target=lambda: out.append(NAT[0].decode_batch(msgs)))
+    t.start()
+    t.join(60)
+    assert out == [REF[0].decode_batch(msgs)] and len(out[0][0]) == 3
