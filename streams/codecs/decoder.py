@@ -417,7 +417,8 @@ class Decoder:
 
         Tuples are ``(value, headers, timestamp_ms, topic, partition, offset[, key])``.
         Partition-EOF events are skipped; other consumer errors become ``consumer_error``.
-        Returns ``(records, errors)``, each in input order.
+        Returns ``(records, errors)``, each in input order.  Runs on the compiled decoder when
+        it is built (``streams/codecs/native.py``), with the same results.
         """
         if self._native is not None:
             return self._native.decode_batch(messages)
