@@ -32,7 +32,7 @@ from streams.codecs.catalogue import SchemaEntry
 from streams.codecs.framing import Framing
 from streams.codecs.headers import H_FORMAT, H_SCHEMA, H_SCHEMA_VERSION
 from streams.codecs.kinds import ACK_NAME, DEVICE_COMMAND_NAME, OUTPUT, TELEMETRY_NAME
-from streams.codecs.readplan import ReadPlan, added_defaults
+from streams.codecs.readplan import added_defaults
 from streams.codecs.resolver import LocalResolver
 
 if TYPE_CHECKING:
@@ -120,7 +120,14 @@ def _fields(entry: SchemaEntry) -> tuple[tuple[str, Any], ...]:
 
 
 def _layout(decoder: Decoder, entry: SchemaEntry) -> str | None:
-    """The native layout that reads ``entry``'s bodies exactly like ``decoder``, or None."""
+    """The native layout that reads ``entry``'s bodies exactly like ``decoder``, or None.
+
+    Mirrors how ``Decoder._plan`` / ``ReadPlan`` would read the entry, without compiling a
+    plan: a generated reader into the builder (telemetry, acks; for a v1 writer the reader
+    schema only adds the defaults the mapper applies itself) or a plain fastavro read with
+    the command mapper; anything else (resolution, merged defaults, other builders) stays
+    in Python.
+    """
     if entry.json_only:
         return None
     name, sig = entry.full_name, _fields(entry)
@@ -130,23 +137,16 @@ def _layout(decoder: Decoder, entry: SchemaEntry) -> str | None:
     reader = decoder.catalogue.find(name) or entry
     if _fields(reader) != _LAYOUTS[code][2]:
         return None
-    try:
-        plan = decoder._plan(entry, f"native:{entry.ref}")
-    except Exception:  # the Python path reports it
-        return None
-    if not isinstance(plan, ReadPlan) or plan.reader is not None or plan.defaults is not None:
-        return None
     if name == DEVICE_COMMAND_NAME:
         # fastavro + the command mapper; the Python decoder never time-checks commands
-        return code if plan.fast is None and not decoder.kind.check_time else None
-    if (
-        plan.fast is None
-        or decoder.kind.builders.get(name) is not _BUILDER[name]
-        or not mapping.FAST_TELEMETRY
-    ):
+        same = reader.fingerprint == entry.fingerprint
+        return code if same and name not in decoder.kind.builders and not decoder.kind.check_time else None
+    if decoder.kind.builders.get(name) is not _BUILDER[name] or not mapping.FAST_TELEMETRY:
         return None
-    if reader.fingerprint != entry.fingerprint and added_defaults(entry, reader) != dict(_FILLED[name]):
-        return None
+    if reader.fingerprint != entry.fingerprint:
+        added = added_defaults(entry, reader)
+        if added is None or added != decoder.kind.self_defaults.get(name) or added != dict(_FILLED[name]):
+            return None
     return code
 
 
@@ -163,8 +163,8 @@ class NativeBatch:
             code = _layout(decoder, entry)
             if code is not None:
                 index[id(entry)] = len(targets)
-                sf = decoder._plan(entry, "native").source_format
-                targets.append((code, sf))
+                # as ReadPlan.source_format
+                targets.append((code, SourceFormat.AVRO_V1 if entry.version == 1 else SourceFormat.AVRO_V2))
         self._index = index
         by_id: dict[int, int] = {}
         r = decoder.resolver
