@@ -137,7 +137,7 @@ def test_fuzz_native_entry_point() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(  # noqa: S603 - our own module
         [sys.executable, "-m", "tests.codecs.test_native_fuzz", "--count", "100000", "--seed", "20261202"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
     assert "divergences 0" in proc.stdout, proc.stdout
