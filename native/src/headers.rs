@@ -40,7 +40,10 @@ unsafe fn value_text<'a>(v: *mut ffi::PyObject) -> Option<Option<&'a [u8]>> {
     } else if ffi::PyUnicode_CheckExact(v) != 0 {
         Some(Some(utf8(v)?))
     } else if ffi::PyBytes_CheckExact(v) != 0 {
-        let s = std::slice::from_raw_parts(ffi::PyBytes_AS_STRING(v) as *const u8, ffi::Py_SIZE(v) as usize);
+        let s = std::slice::from_raw_parts(
+            ffi::PyBytes_AS_STRING(v) as *const u8,
+            ffi::Py_SIZE(v) as usize,
+        );
         Some(std::str::from_utf8(s).ok().map(|_| s))
     } else {
         None
@@ -49,22 +52,45 @@ unsafe fn value_text<'a>(v: *mut ffi::PyObject) -> Option<Option<&'a [u8]>> {
 
 impl HeaderCache {
     pub fn new(resolve: Py<PyAny>, json_default: bool) -> Self {
-        HeaderCache { resolve, cache: HashMap::new(), key: Vec::new(), json_default }
+        HeaderCache {
+            resolve,
+            cache: HashMap::new(),
+            key: Vec::new(),
+            json_default,
+        }
     }
 
-    pub unsafe fn info(&mut self, py: Python<'_>, h: *mut ffi::PyObject) -> Option<(u8, Hint, bool)> {
-        let (is_list, is_tuple) = (ffi::PyList_CheckExact(h) != 0, ffi::PyTuple_CheckExact(h) != 0);
+    pub unsafe fn info(
+        &mut self,
+        py: Python<'_>,
+        h: *mut ffi::PyObject,
+    ) -> Option<(u8, Hint, bool)> {
+        let (is_list, is_tuple) = (
+            ffi::PyList_CheckExact(h) != 0,
+            ffi::PyTuple_CheckExact(h) != 0,
+        );
         if !is_list && !is_tuple {
             return None;
         }
-        let n = if is_list { ffi::PyList_GET_SIZE(h) } else { ffi::PyTuple_GET_SIZE(h) };
+        let n = if is_list {
+            ffi::PyList_GET_SIZE(h)
+        } else {
+            ffi::PyTuple_GET_SIZE(h)
+        };
         let mut found: [Option<&[u8]>; 3] = [None, None, None]; // fg-schema, fg-schema-version, fg-format
         for i in 0..n {
-            let item = if is_list { ffi::PyList_GET_ITEM(h, i) } else { ffi::PyTuple_GET_ITEM(h, i) };
+            let item = if is_list {
+                ffi::PyList_GET_ITEM(h, i)
+            } else {
+                ffi::PyTuple_GET_ITEM(h, i)
+            };
             if ffi::PyTuple_CheckExact(item) == 0 || ffi::PyTuple_GET_SIZE(item) != 2 {
                 return None;
             }
-            let (k, v) = (ffi::PyTuple_GET_ITEM(item, 0), ffi::PyTuple_GET_ITEM(item, 1));
+            let (k, v) = (
+                ffi::PyTuple_GET_ITEM(item, 0),
+                ffi::PyTuple_GET_ITEM(item, 1),
+            );
             if ffi::PyUnicode_CheckExact(k) == 0 {
                 return None;
             }
@@ -107,7 +133,8 @@ impl HeaderCache {
             Bound::from_owned_ptr(py, arg(found[1])?.release()),
             Bound::from_owned_ptr(py, arg(found[2])?.release()),
         );
-        let (forced, hint, json): (u8, i64, bool) = self.resolve.call1(py, args).ok()?.extract(py).ok()?;
+        let (forced, hint, json): (u8, i64, bool) =
+            self.resolve.call1(py, args).ok()?.extract(py).ok()?;
         let hint = match hint {
             -1 => Hint::None,
             t if t >= 0 => Hint::Target(t as usize),

@@ -125,7 +125,9 @@ impl<'a> P<'a> {
     }
 }
 
-const KEYS: [&[u8]; 9] = [b"id", b"t", b"fw", b"err", b"rc", b"boot", b"temp", b"cpu", b"bat"];
+const KEYS: [&[u8]; 9] = [
+    b"id", b"t", b"fw", b"err", b"rc", b"boot", b"temp", b"cpu", b"bat",
+];
 const INT_MAX: i64 = (1 << 31) - 1;
 
 /// The object's fields of interest (last duplicate wins, like a dict), or None: hand back.
@@ -177,7 +179,14 @@ fn metric(v: Option<V<'_>>) -> Option<Option<f64>> {
     f.is_finite().then_some(Some(f))
 }
 
-pub unsafe fn legacy(b: &[u8], c: &Consts, time: &TimeBounds, sf: *mut ffi::PyObject, ingest: *mut ffi::PyObject, ingest_ms: i64) -> Option<Obj> {
+pub unsafe fn legacy(
+    b: &[u8],
+    c: &Consts,
+    time: &TimeBounds,
+    sf: *mut ffi::PyObject,
+    ingest: *mut ffi::PyObject,
+    ingest_ms: i64,
+) -> Option<Obj> {
     if b.len() < 2 || b[0] != b'{' || b[b.len() - 1] != b'}' {
         return None;
     }

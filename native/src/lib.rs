@@ -91,8 +91,12 @@ impl BatchDecoder {
     ) -> PyResult<Self> {
         let mut ts = Vec::new();
         for (code, sf) in targets {
-            let layout = Layout::from_code(&code).ok_or_else(|| PyValueError::new_err(format!("unknown layout {code}")))?;
-            ts.push(Target { layout, source_format: unsafe { new_ref(sf.as_ptr()) } });
+            let layout = Layout::from_code(&code)
+                .ok_or_else(|| PyValueError::new_err(format!("unknown layout {code}")))?;
+            ts.push(Target {
+                layout,
+                source_format: unsafe { new_ref(sf.as_ptr()) },
+            });
         }
         let n = ts.len();
         if by_id.values().chain(by_fp.values()).any(|&i| i >= n) {
@@ -100,28 +104,75 @@ impl BatchDecoder {
         }
         let mut fps = HashMap::new();
         for (k, v) in by_fp {
-            let k: [u8; 8] = k.try_into().map_err(|_| PyValueError::new_err("a fingerprint is 8 bytes"))?;
+            let k: [u8; 8] = k
+                .try_into()
+                .map_err(|_| PyValueError::new_err("a fingerprint is 8 bytes"))?;
             fps.insert(k, v);
         }
         let cls = |name: &str| -> PyResult<Bound<'_, PyAny>> {
-            classes.get_item(name)?.ok_or_else(|| PyValueError::new_err(format!("no class {name}")))
+            classes
+                .get_item(name)?
+                .ok_or_else(|| PyValueError::new_err(format!("no class {name}")))
         };
         let en = |name: &str| -> PyResult<Bound<'_, PyAny>> {
-            enums.get_item(name)?.ok_or_else(|| PyValueError::new_err(format!("no enum list {name}")))
+            enums
+                .get_item(name)?
+                .ok_or_else(|| PyValueError::new_err(format!("no enum list {name}")))
         };
-        let telemetry = Shape::new(py, &cls("Telemetry")?, &[
-            "device_id", "event_time_ms", "ingest_time_ms", "firmware_version", "source_format", "model",
-            "config_version", "uptime_s", "reconnects", "errors", "rebooted", "command_latency_ms", "metrics",
-        ])?;
-        let ack = Shape::new(py, &cls("Ack")?, &[
-            "device_id", "event_time_ms", "ingest_time_ms", "status", "source_format", "rollout_id",
-            "target_version", "command_id", "error_code", "attempt",
-        ])?;
-        let command = Shape::new(py, &cls("DeviceCommand")?, &[
-            "command_id", "device_id", "rollout_id", "stage", "kind", "target_kind", "target_version", "issued_at_ms",
-        ])?;
+        let telemetry = Shape::new(
+            py,
+            &cls("Telemetry")?,
+            &[
+                "device_id",
+                "event_time_ms",
+                "ingest_time_ms",
+                "firmware_version",
+                "source_format",
+                "model",
+                "config_version",
+                "uptime_s",
+                "reconnects",
+                "errors",
+                "rebooted",
+                "command_latency_ms",
+                "metrics",
+            ],
+        )?;
+        let ack = Shape::new(
+            py,
+            &cls("Ack")?,
+            &[
+                "device_id",
+                "event_time_ms",
+                "ingest_time_ms",
+                "status",
+                "source_format",
+                "rollout_id",
+                "target_version",
+                "command_id",
+                "error_code",
+                "attempt",
+            ],
+        )?;
+        let command = Shape::new(
+            py,
+            &cls("DeviceCommand")?,
+            &[
+                "command_id",
+                "device_id",
+                "rollout_id",
+                "stage",
+                "kind",
+                "target_kind",
+                "target_version",
+                "issued_at_ms",
+            ],
+        )?;
         let key = |s: &str| unsafe {
-            let k = Obj(ffi::PyUnicode_FromStringAndSize(s.as_ptr() as *const _, s.len() as ffi::Py_ssize_t));
+            let k = Obj(ffi::PyUnicode_FromStringAndSize(
+                s.as_ptr() as *const _,
+                s.len() as ffi::Py_ssize_t,
+            ));
             let mut p = k.release();
             ffi::PyUnicode_InternInPlace(&mut p);
             Obj(p)
@@ -129,13 +180,23 @@ impl BatchDecoder {
         let mut ack_states = Vec::new();
         for x in en("ack_states")?.try_iter()? {
             let x = x?;
-            ack_states.push(if x.is_none() { None } else { Some(unsafe { new_ref(x.as_ptr()) }) });
+            ack_states.push(if x.is_none() {
+                None
+            } else {
+                Some(unsafe { new_ref(x.as_ptr()) })
+            });
         }
         let consts = Consts {
             telemetry,
             ack,
             command,
-            metric_keys: [key("temperature_c"), key("cpu_pct"), key("battery_pct"), key("memory_free_kb"), key("rssi_dbm")],
+            metric_keys: [
+                key("temperature_c"),
+                key("cpu_pct"),
+                key("battery_pct"),
+                key("memory_free_kb"),
+                key("rssi_dbm"),
+            ],
             ack_states,
             command_kinds: objs(&en("command_kinds")?)?,
             target_kinds: objs(&en("target_kinds")?)?,
@@ -147,21 +208,36 @@ impl BatchDecoder {
             by_id,
             by_fp: fps,
             max_bytes,
-            time: TimeBounds { check, min_et, max_et, future, past },
+            time: TimeBounds {
+                check,
+                min_et,
+                max_et,
+                future,
+                past,
+            },
             consts,
             headers: HeaderCache::new(resolve_headers, json_default),
             status_from_text,
             json_default,
             json_source_format: unsafe { new_ref(json_source_format.as_ptr()) },
             status_cache: HashMap::new(),
-            names: [name("error"), name("value"), name("headers"), name("timestamp")],
+            names: [
+                name("error"),
+                name("value"),
+                name("headers"),
+                name("timestamp"),
+            ],
         })
     }
 
     /// `messages` (a list or tuple) -> `(records, back)`: the records read here, in input
     /// order, and `[(message index, records before it)]` for the messages handed back
     /// (None when there are none).
-    fn decode<'py>(&mut self, py: Python<'py>, messages: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyList>, Py<PyAny>)> {
+    fn decode<'py>(
+        &mut self,
+        py: Python<'py>,
+        messages: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyList>, Py<PyAny>)> {
         let seq: Vec<Bound<'py, PyAny>> = if let Ok(l) = messages.cast::<PyList>() {
             l.iter().collect()
         } else {
@@ -183,7 +259,11 @@ impl BatchDecoder {
                 None => back.push((i, n_out)),
             }
         }
-        let back = if back.is_empty() { py.None() } else { back.into_pyobject(py)?.into_any().unbind() };
+        let back = if back.is_empty() {
+            py.None()
+        } else {
+            back.into_pyobject(py)?.into_any().unbind()
+        };
         Ok((out, back))
     }
 }
@@ -228,7 +308,10 @@ impl BatchDecoder {
             ffi::PyErr_Clear();
             return None;
         }
-        let buf = std::slice::from_raw_parts(ffi::PyBytes_AS_STRING(value.0) as *const u8, ffi::Py_SIZE(value.0) as usize);
+        let buf = std::slice::from_raw_parts(
+            ffi::PyBytes_AS_STRING(value.0) as *const u8,
+            ffi::Py_SIZE(value.0) as usize,
+        );
         let n = buf.len();
         if n == 0 || n > self.max_bytes {
             return None;
@@ -255,7 +338,14 @@ impl BatchDecoder {
             if !json {
                 return None;
             }
-            return json::legacy(buf, &self.consts, &self.time, self.json_source_format.0, ts.0, ingest_ms);
+            return json::legacy(
+                buf,
+                &self.consts,
+                &self.time,
+                self.json_source_format.0,
+                ts.0,
+                ingest_ms,
+            );
         } else if forced == F_NONE || forced == F_AVRO {
             match hint {
                 Hint::Target(t) => (t, 0),
@@ -265,7 +355,10 @@ impl BatchDecoder {
             return None;
         };
         let t = &self.targets[target];
-        let time = TimeBounds { check: self.time.check && t.layout.checks_time(), ..self.time };
+        let time = TimeBounds {
+            check: self.time.check && t.layout.checks_time(),
+            ..self.time
+        };
         let (cache, func) = (&mut self.status_cache, &self.status_from_text);
         let mut status = |s: &[u8]| -> Option<Obj> { status_text(py, cache, func, s) };
         let mut cx = Ctx {
@@ -286,7 +379,12 @@ fn json_after_ws(buf: &[u8]) -> bool {
 }
 
 /// AckStatus of a free-text status through the Python mapping, cached (bounded).
-unsafe fn status_text(py: Python<'_>, cache: &mut HashMap<Vec<u8>, Obj>, func: &Py<PyAny>, s: &[u8]) -> Option<Obj> {
+unsafe fn status_text(
+    py: Python<'_>,
+    cache: &mut HashMap<Vec<u8>, Obj>,
+    func: &Py<PyAny>,
+    s: &[u8],
+) -> Option<Obj> {
     if let Some(o) = cache.get(s) {
         return Some(new_ref(o.0));
     }

@@ -54,7 +54,11 @@ pub unsafe fn float(v: f64) -> Obj {
 /// A str from strict UTF-8 bytes, or None (invalid UTF-8: the caller hands the message back).
 #[inline]
 pub unsafe fn text(s: &[u8]) -> Option<Obj> {
-    let p = ffi::PyUnicode_DecodeUTF8(s.as_ptr() as *const c_char, s.len() as ffi::Py_ssize_t, c"strict".as_ptr());
+    let p = ffi::PyUnicode_DecodeUTF8(
+        s.as_ptr() as *const c_char,
+        s.len() as ffi::Py_ssize_t,
+        c"strict".as_ptr(),
+    );
     if p.is_null() {
         ffi::PyErr_Clear();
         return None;
@@ -104,26 +108,42 @@ impl Shape {
         let dict = cls.getattr("__dict__")?;
         let mut offsets = Vec::with_capacity(fields.len());
         let tp = cls.as_ptr() as *mut ffi::PyTypeObject;
-        let basic = unsafe { (*tp).tp_basicsize } as isize;
+        let basic = unsafe { (*tp).tp_basicsize };
         for name in fields {
             let d = dict.get_item(*name)?;
             let tname: String = d.get_type().getattr("__name__")?.extract()?;
             if tname != "member_descriptor" {
-                return Err(PyTypeError::new_err(format!("{name} is not a slot ({tname})")));
+                return Err(PyTypeError::new_err(format!(
+                    "{name} is not a slot ({tname})"
+                )));
             }
             let m = unsafe { &*(*(d.as_ptr() as *const MemberDescr)).d_member };
-            let off = m.offset as isize;
+            let off = m.offset;
             if m.type_code != T_OBJECT_EX || off < 16 || off + 8 > basic {
-                return Err(PyTypeError::new_err(format!("slot {name} has an unexpected layout")));
+                return Err(PyTypeError::new_err(format!(
+                    "slot {name} has an unexpected layout"
+                )));
             }
             offsets.push(off);
         }
         if unsafe { (*tp).tp_alloc }.is_none() {
             return Err(PyTypeError::new_err("class without tp_alloc"));
         }
-        let shape = Shape { _cls: cls.clone().unbind(), tp, offsets };
+        let shape = Shape {
+            _cls: cls.clone().unbind(),
+            tp,
+            offsets,
+        };
         // round trip: distinct objects in, the same objects out through getattr
-        let probe: Vec<Py<PyAny>> = (0..fields.len()).map(|i| (1_000_003 + i).into_pyobject(py).unwrap().into_any().unbind()).collect();
+        let probe: Vec<Py<PyAny>> = (0..fields.len())
+            .map(|i| {
+                (1_000_003 + i)
+                    .into_pyobject(py)
+                    .unwrap()
+                    .into_any()
+                    .unbind()
+            })
+            .collect();
         let obj = unsafe {
             let o = shape.alloc().ok_or_else(|| PyErr::fetch(py))?;
             for (i, v) in probe.iter().enumerate() {
@@ -133,7 +153,9 @@ impl Shape {
         };
         for (name, v) in fields.iter().zip(&probe) {
             if !obj.getattr(*name)?.is(v.bind(py)) {
-                return Err(PyTypeError::new_err(format!("slot {name} did not round-trip")));
+                return Err(PyTypeError::new_err(format!(
+                    "slot {name} did not round-trip"
+                )));
             }
         }
         Ok(shape)

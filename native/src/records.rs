@@ -94,7 +94,9 @@ fn event_time(et: Option<i64>, ts: i64) -> Option<i64> {
 
 pub unsafe fn read(layout: Layout, buf: &[u8], start: usize, cx: &mut Ctx<'_>) -> Option<Obj> {
     match layout {
-        Layout::TelemetryV1 | Layout::TelemetryV2 => telemetry(layout == Layout::TelemetryV2, buf, start, cx),
+        Layout::TelemetryV1 | Layout::TelemetryV2 => {
+            telemetry(layout == Layout::TelemetryV2, buf, start, cx)
+        }
         Layout::AckV1 | Layout::AckV2 => ack(layout == Layout::AckV2, buf, start, cx),
         Layout::CommandV1 => command(buf, start, cx),
     }
@@ -114,14 +116,30 @@ unsafe fn telemetry(v2: bool, buf: &[u8], start: usize, cx: &mut Ctx<'_>) -> Opt
     let mut extra: Vec<(&[u8], f64)> = Vec::new();
     if v2 {
         et = if r.nullable()? { Some(r.long()?) } else { None };
-        model = if r.nullable()? { Some(r.bytes()?) } else { None };
-        config = if r.nullable()? { Some(r.bytes()?) } else { None };
+        model = if r.nullable()? {
+            Some(r.bytes()?)
+        } else {
+            None
+        };
+        config = if r.nullable()? {
+            Some(r.bytes()?)
+        } else {
+            None
+        };
         uptime = if r.nullable()? { Some(r.long()?) } else { None };
         reconnects = r.long()?;
         rebooted = r.boolean()?;
-        latency = if r.nullable()? { Some(r.float()?) } else { None };
+        latency = if r.nullable()? {
+            Some(r.float()?)
+        } else {
+            None
+        };
         for slot in opt.iter_mut() {
-            *slot = if r.nullable()? { Some(r.float()?) } else { None };
+            *slot = if r.nullable()? {
+                Some(r.float()?)
+            } else {
+                None
+            };
         }
         loop {
             let c = r.long()?;
@@ -147,8 +165,25 @@ unsafe fn telemetry(v2: bool, buf: &[u8], start: usize, cx: &mut Ctx<'_>) -> Opt
     }
     // metrics in the Python order: the two required, the present optional ones, then extras
     // not already present (dict.setdefault)
-    const KNOWN: [&[u8]; 5] = [b"temperature_c", b"cpu_pct", b"battery_pct", b"memory_free_kb", b"rssi_dbm"];
-    let present = |k: &[u8]| KNOWN.iter().zip([true, true, opt[0].is_some(), opt[1].is_some(), opt[2].is_some()]).any(|(n, p)| p && *n == k);
+    const KNOWN: [&[u8]; 5] = [
+        b"temperature_c",
+        b"cpu_pct",
+        b"battery_pct",
+        b"memory_free_kb",
+        b"rssi_dbm",
+    ];
+    let present = |k: &[u8]| {
+        KNOWN
+            .iter()
+            .zip([
+                true,
+                true,
+                opt[0].is_some(),
+                opt[1].is_some(),
+                opt[2].is_some(),
+            ])
+            .any(|(n, p)| p && *n == k)
+    };
     let mut total = temperature + cpu;
     let mut big = temperature.abs() > HUGE || cpu.abs() > HUGE;
     for v in opt.iter().flatten() {
@@ -210,14 +245,31 @@ unsafe fn ack(v2: bool, buf: &[u8], start: usize, cx: &mut Ctx<'_>) -> Option<Ob
     let ts = r.long()?;
     let status = r.bytes()?;
     let version = r.bytes()?;
-    let (mut et, mut state, mut error_code, mut attempt, mut rollout, mut command) = (None, None, None, 1i64, None, None);
+    let (mut et, mut state, mut error_code, mut attempt, mut rollout, mut command) =
+        (None, None, None, 1i64, None, None);
     if v2 {
         et = if r.nullable()? { Some(r.long()?) } else { None };
-        state = cx.c.ack_states.get(r.enum_index(cx.c.ack_states.len())?)?.as_ref().map(|o| o.0);
-        error_code = if r.nullable()? { Some(r.bytes()?) } else { None };
+        state =
+            cx.c.ack_states
+                .get(r.enum_index(cx.c.ack_states.len())?)?
+                .as_ref()
+                .map(|o| o.0);
+        error_code = if r.nullable()? {
+            Some(r.bytes()?)
+        } else {
+            None
+        };
         attempt = r.long()?;
-        rollout = if r.nullable()? { Some(r.bytes()?) } else { None };
-        command = if r.nullable()? { Some(r.bytes()?) } else { None };
+        rollout = if r.nullable()? {
+            Some(r.bytes()?)
+        } else {
+            None
+        };
+        command = if r.nullable()? {
+            Some(r.bytes()?)
+        } else {
+            None
+        };
     }
     if !r.at_end() || device_id.is_empty() || attempt < 0 {
         return None;
@@ -238,7 +290,11 @@ unsafe fn ack(v2: bool, buf: &[u8], start: usize, cx: &mut Ctx<'_>) -> Option<Ob
         st,
         new_ref(cx.source_format),
         opt_text(rollout)?,
-        if version.is_empty() { none() } else { text(version)? },
+        if version.is_empty() {
+            none()
+        } else {
+            text(version)?
+        },
         opt_text(command)?,
         opt_text(error_code)?,
         long(attempt),
