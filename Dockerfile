@@ -1,6 +1,8 @@
 # Image for the fleetgate worker / executor / CLI (used by docker-compose.yml).
-# Stage 1 builds the wheel from the source tree; stage 2 installs only that wheel, so the image
-# runs what a user's `pip install fleetgate-*.whl` runs (schemas and policies are package data).
+# Stage 1 builds the fleetgate wheel from the source tree; stage 2 the native decoder (native/)
+# as a wheel; stage 3 installs only those wheels, so the image runs what a user's
+# `pip install fleetgate-*.whl fleetgate_native-*.whl` runs (schemas and policies are package
+# data) and needs no Rust.
 FROM python:3.11-slim AS build
 WORKDIR /src
 RUN pip install --no-cache-dir "build>=1.2,<2"
@@ -12,9 +14,19 @@ COPY schemas ./schemas
 COPY policies ./policies
 RUN python -m build --wheel --outdir /dist .
 
+FROM python:3.11-slim AS native
+RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certificates gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/* \
+    && curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+ENV PATH=/root/.cargo/bin:$PATH
+RUN pip install --no-cache-dir "maturin>=1.5,<2"
+COPY native /native
+RUN maturin build --release -m /native/Cargo.toml -o /wheels
+
 FROM python:3.11-slim
 COPY --from=build /dist/ /dist/
-RUN pip install --no-cache-dir /dist/fleetgate-*.whl && rm -rf /dist
+COPY --from=native /wheels/ /dist/
+RUN pip install --no-cache-dir /dist/fleetgate-*.whl /dist/fleetgate_native-*.whl && rm -rf /dist
 RUN useradd --create-home --uid 10001 fleetgate
 USER fleetgate
 WORKDIR /home/fleetgate

@@ -17,7 +17,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-venv: $(STAMP) ## create the virtualenv and install fleetgate with its dev tools
+# The native decoder (native/, Rust): built as a wheel into .cache/native-wheel and installed
+# when cargo is present; without it the pure-Python decoder runs (one line says so).
+NATIVE_STAMP := $(VENV)/.native
+NATIVE_WHEELS := .cache/native-wheel
+$(NATIVE_STAMP): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.toml $(wildcard native/src/*.rs)
+	@if command -v cargo >/dev/null 2>&1; then \
+	  rm -f $(NATIVE_WHEELS)/fleetgate_native-*.whl; \
+	  $(BIN)/maturin build -q --release -m native/Cargo.toml -i $(BIN)/python -o $(NATIVE_WHEELS) && \
+	  $(BIN)/python -m pip install -q --force-reinstall --no-deps $(NATIVE_WHEELS)/fleetgate_native-*.whl && \
+	  touch $@; \
+	else echo "fleetgate: no cargo, so the native decoder is not built (pure Python runs); to enable it install Rust (https://rustup.rs) and rerun make venv"; fi
+
+venv: $(STAMP) $(NATIVE_STAMP) ## create the virtualenv, install fleetgate with its dev tools (and the native decoder if cargo is present)
 
 services: ## start local Kafka (KRaft, Maven jars) and Redis; idempotent
 	scripts/services.sh start

@@ -39,6 +39,7 @@ from streams.codecs.framing import Framing
 from streams.codecs.headers import H_FORMAT, H_SCHEMA, H_SCHEMA_VERSION, header_text, normalize_headers
 from streams.codecs.jsonform import JsonShapeError, from_plain_json, loads_object, loads_plain_object
 from streams.codecs.kinds import ACK, OUTPUT, TELEMETRY, Mapper, StreamKind
+from streams.codecs.native import native_batch
 from streams.codecs.readplan import DecodeLimits, ReadPlan
 from streams.codecs.resolver import LocalResolver, RegistryUnavailable, SchemaResolver
 
@@ -60,6 +61,7 @@ class Decoder:
         catalogue: SchemaCatalogue | None = None,
         resolver: SchemaResolver | None = None,
         limits: DecodeLimits | None = None,
+        native: bool | None = None,
     ) -> None:
         self.kind = kind
         self.catalogue = catalogue or default_catalogue()
@@ -77,6 +79,9 @@ class Decoder:
         self._by_header: dict[tuple[str | None, str | None, str | None], Any] = {}
         self._by_raw_header: dict[tuple[Any, ...], Any] = {}
         self._json_fast_by_hint: dict[Any, Any] = {}  # None, a SchemaEntry (hashed by identity) or an error
+        # the compiled batch path (streams/codecs/native.py): None -> when built and FLEETGATE_NATIVE
+        # is not 0, True -> required, False -> pure Python (the reference)
+        self._native = None if native is False else native_batch(self, required=native is True)
 
     @classmethod
     def telemetry(cls, **kw: Any) -> Decoder:
@@ -412,8 +417,15 @@ class Decoder:
 
         Tuples are ``(value, headers, timestamp_ms, topic, partition, offset[, key])``.
         Partition-EOF events are skipped; other consumer errors become ``consumer_error``.
-        Returns ``(records, errors)``, each in input order.
+        Returns ``(records, errors)``, each in input order.  Runs on the compiled decoder when
+        it is built (``streams/codecs/native.py``), with the same results.
         """
+        if self._native is not None:
+            return self._native.decode_batch(messages)
+        return self._decode_batch_py(messages)
+
+    def _decode_batch_py(self, messages: Iterable[Any]) -> tuple[list[Any], list[DecodeError]]:
+        """:meth:`decode_batch` in pure Python: the reference, and the native path's fallback."""
         records: list[Any] = []
         errors: list[DecodeError] = []
         ok = records.append
