@@ -116,6 +116,7 @@ class SnapshotRestorer:
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,  # EOF at the last stable offset: no waiting on timeouts
+                "fetch.wait.max.ms": 10,  # the EOF comes with an empty fetch: do not let the broker hold it
             }
         )
         latest: dict[int, tuple[bytes, dict[str, int] | None]] = {}
@@ -128,9 +129,14 @@ class SnapshotRestorer:
             while start:
                 reader.assign([TopicPartition(self.state_topic, p, off) for p, off in start.items()])
                 open_ = set(start)
+                answered = time.monotonic()
                 while open_:
-                    msgs = reader.consume(num_messages=256, timeout=10.0)
-                    if not msgs:
+                    # consume() returns at its timeout unless the batch fills, and the tail of a
+                    # partition is a few records: a short timeout, so a restore waits for no timeout.
+                    msgs = reader.consume(num_messages=256, timeout=0.05)
+                    if msgs:
+                        answered = time.monotonic()
+                    elif time.monotonic() - answered > 10.0:
                         raise RuntimeError(f"state topic {self.state_topic} did not answer while restoring")
                     for m in msgs:
                         if m.error() is not None and m.error().code() == KafkaError._PARTITION_EOF:
