@@ -95,19 +95,24 @@ class Worker:
         if self.proc.poll() is not None:
             raise SystemExit(f"worker exited with {self.proc.returncode}; see {self.log}")
 
-    def lags(self) -> dict[tuple[str, str], float] | None:
-        """The worker's consumer lag per (topic, partition), None while its metrics are not served."""
+    def samples(self, family: str) -> list[Any] | None:
+        """Samples of one metric family of the worker, None while its metrics are not served."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
                 text = r.read().decode()
         except OSError:
             return None
-        return {
-            (s.labels["topic"], s.labels["partition"]): s.value
-            for fam in text_string_to_metric_families(text)
-            if fam.name == "fleetgate_consumer_lag"
-            for s in fam.samples
-        }
+        return [s for fam in text_string_to_metric_families(text) if fam.name == family for s in fam.samples]
+
+    def lags(self) -> dict[tuple[str, str], float] | None:
+        """The worker's consumer lag per (topic, partition)."""
+        found = self.samples("fleetgate_consumer_lag")
+        return None if found is None else {(s.labels["topic"], s.labels["partition"]): s.value for s in found}
+
+    def restore_s(self) -> float:
+        """Wall time the ingest thread spent in partition assignment (restoring snapshots)."""
+        found = self.samples("fleetgate_ingest_stage_seconds") or []
+        return sum(s.value for s in found if s.labels.get("stage") == "restore")
 
     def folded_to_end(self, partitions: int) -> bool:
         lags = self.lags()
@@ -323,6 +328,7 @@ def run(devices: int, report_s: int, tail: float, port: int, timeout_s: float) -
         done = wait_until("committed after restart", lambda: offsets.reached(ends), worker, timeout_s)
         r["recovery_committed_s"] = done - killed
         r["rss_restored"] = rss_bytes(worker.proc.pid)
+        r["worker_restore_s"] = worker.restore_s()
     finally:
         if worker is not None:
             worker.stop()
@@ -330,6 +336,7 @@ def run(devices: int, report_s: int, tail: float, port: int, timeout_s: float) -
         cleanup(settings)
     r["load_end"] = os.getloadavg()[0]
     r["rss_per_device"] = (r["rss_full"] - r["rss_empty"]) / max(r["tracked"], 1)
+    r["rss_restored_per_device"] = (r["rss_restored"] - r["rss_empty"]) / max(r["tracked"], 1)
     return r
 
 
@@ -347,7 +354,9 @@ def report(r: dict[str, Any]) -> None:
     )
     print(
         f"RSS growth per tracked device: {r['rss_per_device']:,.0f} B   "
-        f"(target <= {RSS_TARGET_B} B: {'met' if met else 'NOT MET'})"
+        f"(target <= {RSS_TARGET_B} B: {'met' if met else 'NOT MET'}); "
+        f"the restarted worker, restored from snapshots (no inventory lookups yet): "
+        f"{r['rss_restored_per_device']:,.0f} B"
     )
     print(
         f"snapshot per device: {sum(s['bytes'] for s in snaps) / max(r['tracked'], 1):.1f} B on the state topic"
@@ -361,13 +370,20 @@ def report(r: dict[str, Any]) -> None:
         f"all {len(snaps)}: checkpoint {sum(s['snapshot_s'] for s in snaps):.1f} s, "
         f"restore {sum(s['restore_s'] for s in snaps):.1f} s (one core)"
     )
-    met = r["recovery_committed_s"] < RECOVERY_TARGET_S
     print(
-        f"kill -9 after a tail of {r['tail_seen']:,} events ({r['tail_uncommitted']:,} not yet committed at the kill): "
-        f"every partition folded to its end after {r['recovery_folded_s']:.1f} s, "
-        f"committed offsets at the end after {r['recovery_committed_s']:.1f} s   "
-        f"(target < {RECOVERY_TARGET_S:.0f} s: {'met' if met else 'NOT MET'})"
+        f"kill -9 after a tail of {r['tail_seen']:,} events ({r['tail_uncommitted']:,} not yet committed at the kill), "
+        f"a new worker started at once; from the kill to (target < {RECOVERY_TARGET_S:.0f} s):"
     )
+    print(
+        f"  (the restarted worker's own restore of all {r['partitions']} partitions on assignment: "
+        f"{r['worker_restore_s']:.1f} s)"
+    )
+    for what, key in (
+        ("every input partition folded to its end (consumer lag 0)", "recovery_folded_s"),
+        ("the ingest group's committed offsets at the end", "recovery_committed_s"),
+    ):
+        met = r[key] < RECOVERY_TARGET_S
+        print(f"  {what:<58} {r[key]:>6.1f} s  {'met' if met else 'NOT MET'}")
     print(
         f"load average (1 min) at start / end: {r['load_start']:.2f} / {r['load_end']:.2f} on {os.cpu_count()} cores"
     )

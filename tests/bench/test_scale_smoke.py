@@ -31,6 +31,7 @@ def test_scale_bench_accounts_for_memory_snapshots_and_recovery(
     assert len(snaps) == r["partitions"] == 12
     assert all(s["devices"] > 0 and s["bytes"] > 0 for s in snaps)
     assert all(s["restore_s"] > 0 and s["snapshot_s"] > 0 for s in snaps)
+    assert r["worker_restore_s"] > 0
     assert r["rss_empty"] > 0 and r["rss_full"] > 0 and r["rss_restored"] > 0
     # The kill came after a tail the worker had to read again: recovery was detected, in order.
     assert r["tail_seen"] > 0
