@@ -71,6 +71,12 @@ rules:
 """
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (the broker and others excluded)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -109,9 +115,9 @@ class Worker:
         found = self.samples("fleetgate_consumer_lag")
         return None if found is None else {(s.labels["topic"], s.labels["partition"]): s.value for s in found}
 
-    def restore_s(self) -> float:
-        """Wall time the ingest thread spent in partition assignment (restoring snapshots)."""
-        found = self.samples("fleetgate_ingest_stage_seconds") or []
+    def restore_s(self, clock: str = "") -> float:
+        """Wall (or `clock="cpu"`) time the ingest thread spent in partition assignment (restoring)."""
+        found = self.samples(f"fleetgate_ingest_stage{'_' + clock if clock else ''}_seconds") or []
         return sum(s.value for s in found if s.labels.get("stage") == "restore")
 
     def folded_to_end(self, partitions: int) -> bool:
@@ -236,18 +242,20 @@ def snapshots(settings: Settings, offsets: Offsets, partitions: int) -> list[dic
     restorer = SnapshotRestorer(settings, policy, topics, log_start)
     out = []
     for p in range(partitions):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         engine, _ = restorer.restore([p], committed)[p]
-        t_restore = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t_restore, c_restore = time.perf_counter() - t0, time.thread_time() - c0
+        t0, c0 = time.perf_counter(), time.thread_time()
         blob = engine.snapshot()
-        t_snapshot = time.perf_counter() - t0
+        t_snapshot, c_snapshot = time.perf_counter() - t0, time.thread_time() - c0
         out.append(
             {
                 "devices": len(engine.partial.devices),
                 "bytes": len(blob),
                 "restore_s": t_restore,
                 "snapshot_s": t_snapshot,
+                "restore_cpu_s": c_restore,
+                "snapshot_cpu_s": c_snapshot,
             }
         )
     return out
@@ -321,14 +329,18 @@ def run(devices: int, report_s: int, tail: float, port: int, timeout_s: float) -
         r["tail_uncommitted"] = sum(ends[k] - offsets.committed()[k] for k in ends)
         r["tail_seen"] = sum(ends[k] - before[k] for k in ends)
         worker = Worker(env, tmp / "worker.log")
+        pid = worker.proc.pid
         folded = wait_until(
             "folded after restart", lambda: worker.folded_to_end(partitions), worker, timeout_s
         )
         r["recovery_folded_s"] = folded - killed
+        r["recovery_folded_cpu_s"] = cpu_seconds(pid)
         done = wait_until("committed after restart", lambda: offsets.reached(ends), worker, timeout_s)
         r["recovery_committed_s"] = done - killed
+        r["recovery_committed_cpu_s"] = cpu_seconds(pid)
         r["rss_restored"] = rss_bytes(worker.proc.pid)
         r["worker_restore_s"] = worker.restore_s()
+        r["worker_restore_cpu_s"] = worker.restore_s("cpu")
     finally:
         if worker is not None:
             worker.stop()
@@ -361,29 +373,36 @@ def report(r: dict[str, Any]) -> None:
     print(
         f"snapshot per device: {sum(s['bytes'] for s in snaps) / max(r['tracked'], 1):.1f} B on the state topic"
     )
-    print("partition  devices   snapshot B   checkpoint (snapshot) ms   restore (read + restore) ms")
+    print("partition  devices   snapshot B   checkpoint (snapshot) ms: wall / CPU   restore (read + restore) ms: wall / CPU")  # fmt: skip
     for p, s in enumerate(snaps):
-        print(f"{p:>9}  {s['devices']:>7,}  {s['bytes']:>11,}  {s['snapshot_s'] * 1000:>24,.0f}  {s['restore_s'] * 1000:>28,.0f}")  # fmt: skip
-    print(
-        f"per partition: checkpoint median {statistics.median(s['snapshot_s'] for s in snaps) * 1000:,.0f} ms, "
-        f"restore median {statistics.median(s['restore_s'] for s in snaps) * 1000:,.0f} ms; "
-        f"all {len(snaps)}: checkpoint {sum(s['snapshot_s'] for s in snaps):.1f} s, "
-        f"restore {sum(s['restore_s'] for s in snaps):.1f} s (one core)"
-    )
+        print(
+            f"{p:>9}  {s['devices']:>7,}  {s['bytes']:>11,}  {s['snapshot_s'] * 1000:>26,.0f} / {s['snapshot_cpu_s'] * 1000:>6,.0f}"
+            f"  {s['restore_s'] * 1000:>29,.0f} / {s['restore_cpu_s'] * 1000:>6,.0f}"
+        )
+    for what, key in (("wall", ""), ("CPU", "_cpu")):
+        print(
+            f"per partition ({what}): checkpoint median {statistics.median(s['snapshot' + key + '_s'] for s in snaps) * 1000:,.0f} ms, "
+            f"restore median {statistics.median(s['restore' + key + '_s'] for s in snaps) * 1000:,.0f} ms; "
+            f"all {len(snaps)}: checkpoint {sum(s['snapshot' + key + '_s'] for s in snaps):.1f} s, "
+            f"restore {sum(s['restore' + key + '_s'] for s in snaps):.1f} s"
+        )
     print(
         f"kill -9 after a tail of {r['tail_seen']:,} events ({r['tail_uncommitted']:,} not yet committed at the kill), "
         f"a new worker started at once; from the kill to (target < {RECOVERY_TARGET_S:.0f} s):"
     )
     print(
         f"  (the restarted worker's own restore of all {r['partitions']} partitions on assignment: "
-        f"{r['worker_restore_s']:.1f} s)"
+        f"{r['worker_restore_s']:.1f} s, {r['worker_restore_cpu_s']:.1f} s of CPU)"
     )
     for what, key in (
-        ("every input partition folded to its end (consumer lag 0)", "recovery_folded_s"),
-        ("the ingest group's committed offsets at the end", "recovery_committed_s"),
+        ("every input partition folded to its end (consumer lag 0)", "recovery_folded"),
+        ("the ingest group's committed offsets at the end", "recovery_committed"),
     ):
-        met = r[key] < RECOVERY_TARGET_S
-        print(f"  {what:<58} {r[key]:>6.1f} s  {'met' if met else 'NOT MET'}")
+        met = r[key + "_s"] < RECOVERY_TARGET_S
+        print(
+            f"  {what:<58} {r[key + '_s']:>6.1f} s  {'met' if met else 'NOT MET'}   "
+            f"(the new worker's CPU time by then: {r[key + '_cpu_s']:.1f} s)"
+        )
     print(
         f"load average (1 min) at start / end: {r['load_start']:.2f} / {r['load_end']:.2f} on {os.cpu_count()} cores"
     )
