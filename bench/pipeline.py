@@ -34,6 +34,7 @@ from pathlib import Path
 
 import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from gates.events import (
@@ -53,7 +54,7 @@ from streams.codecs import Decoder, Encoder, Framing
 from streams.config import Settings, load_settings
 from streams.inventory import load_inventory_csv, read_all_devices
 from streams.simulator import SimulatorConfig, run_simulator
-from streams.topics import create_topics
+from streams.topics import TOPICS, create_topics
 from streams.worker.metrics import STAGES, StageClock
 
 POLICY = """\
@@ -279,6 +280,16 @@ def latency(settings: Settings, stage_devices: list[str], keys: dict[int, str], 
     return out
 
 
+def cleanup(settings: Settings, client: redis.Redis) -> None:
+    """Delete this run's topics and Redis keys (the broker and Redis are shared)."""
+    AdminClient(settings.kafka_client_config()).delete_topics(
+        [settings.topic(t.name) for t in TOPICS], operation_timeout=30
+    )
+    keys = list(client.scan_iter(match=f"{settings.redis_namespace}:*", count=10_000))
+    for i in range(0, len(keys), 10_000):
+        client.unlink(*keys[i : i + 10_000])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=20_000)
@@ -338,6 +349,7 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(60)
+        cleanup(settings, client)
     if lat:
         lat.sort()
         p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]
