@@ -420,6 +420,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--metrics-port", type=int, default=19600, help="the worker's Prometheus port")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for each phase")
     args = ap.parse_args(argv)
+    if argv is None:  # as a script: a SIGTERM still deletes the topics and the million Redis keys
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     r = run(args.devices, args.report_s, args.tail, args.metrics_port, args.timeout)
     report(r)
     return r
