@@ -211,6 +211,7 @@ class IngestLoop:
 
     # --------------------------------------------------------------- rebalance
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.stages.lap("consume")
         new = sorted({tp.partition for tp in partitions} - set(self.engines))
         if not self._broken:
             self._commit()  # restoring takes a while: do not let the open transaction time out meanwhile
@@ -235,6 +236,7 @@ class IngestLoop:
         # New partitions send their heartbeats at the next commit.
         self._heartbeats = {k: v for k, v in self._heartbeats.items() if k[0] not in new}
         log_event(log, "partitions assigned", partitions=sorted({tp.partition for tp in partitions}))
+        self.metrics.stages.lap("restore")
         self.ready.set()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -314,7 +316,9 @@ class IngestLoop:
                 # input is waiting (catching up closes windows all the time), so the interval rules.
                 early = self._window_closed and len(msgs) < self.batch_size and since >= _MIN_COMMIT_GAP_S
                 if since >= self.commit_interval_s or early:
+                    self.metrics.stages.lap("other")
                     self._commit(CHECKPOINT_SLICE_S if self._checkpoint_due(now) else None)
+                    self.metrics.stages.lap("transactions")
                     last_commit = time.monotonic()
             self._commit()
         except (TransactionLost, IngestFatal):
@@ -384,11 +388,14 @@ class IngestLoop:
                     continue
                 raise KafkaException(m.error())
             by_source[(m.topic(), m.partition())].append(m)
+        stages = self.metrics.stages
+        stages.lap("consume")
         for (topic, partition), batch in by_source.items():
             merger = self.mergers.get(partition)
             if merger is None:  # revoked while the batch was in flight
                 continue
             records, errors = self.decoders[topic].decode_batch(batch)
+            stages.lap("decode")
             bad = {e.offset for e in errors}
             good = [m for m in batch if m.offset() not in bad]
             items = [Buffered(m.timestamp()[1], m.offset(), r) for m, r in zip(good, records, strict=True)]
@@ -401,9 +408,11 @@ class IngestLoop:
             if merger.buffered(topic) > _PAUSE_AT and (topic, partition) not in self.paused:
                 self._consumer.pause([TopicPartition(topic, partition)])  # type: ignore[union-attr]
                 self.paused.add((topic, partition))
+            stages.lap("merge")
         folded = 0
         for partition, merger in self.mergers.items():
             released = merger.release(self._high(partition))
+            stages.lap("merge")
             if released:
                 folded += self._fold(partition, released)
         self._resume_drained()
@@ -426,7 +435,9 @@ class IngestLoop:
             # The engine counts these at the broker's time (and per window as clock_skew).
             if type(ev) in (Telemetry, Ack) and abs(ev.event_time_ms - ev.ingest_time_ms) > skew:
                 self.metrics.clock_skew.labels(type(ev).__name__.lower()).inc()
+        self.metrics.stages.lap("fold")
         events = self.enricher.enrich(partition, events)
+        self.metrics.stages.lap("enrich")
         self.events_in += len(events)
         self.last_event_at[partition] = self.clock()
         for partial in engine.step(events):
@@ -434,6 +445,7 @@ class IngestLoop:
         if engine.partial.closed != closed:
             self._window_closed = True
         self.dirty.add(partition)
+        self.metrics.stages.lap("fold")
         return len(events)
 
     def _resume_drained(self) -> None:

@@ -118,6 +118,7 @@ class SnapshotRestorer:
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,  # EOF at the last stable offset: no waiting on timeouts
+                "fetch.wait.max.ms": 10,  # the EOF comes with an empty fetch: do not let the broker hold it
             }
         )
         latest: dict[int, tuple[bytes, dict[str, int] | None]] = {}
