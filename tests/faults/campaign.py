@@ -75,8 +75,9 @@ def schedule(
     kinds: tuple[str, ...] = KINDS,
     durations_s: tuple[float, float] = (0.5, 4.0),
 ) -> list[Fault]:
-    """``faults`` faults spread over ``steps`` input chunks, kinds drawn evenly (every kind at
-    least once when there are enough faults), durations uniform in ``durations_s``."""
+    """``faults`` faults spread over ``steps`` input chunks (at most one per chunk when
+    ``steps >= faults``), kinds drawn evenly (every kind at least once when there are enough
+    faults), durations uniform in ``durations_s``."""
     if isinstance(faults, bool) or not isinstance(faults, int) or not 1 <= faults <= MAX_FAULTS:
         raise ScheduleError(f"faults must be an integer from 1 to {MAX_FAULTS}, not {faults!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -94,7 +95,11 @@ def schedule(
         rng.shuffle(block)
         drawn.extend(block)
     drawn = drawn[:faults]
-    where = sorted(rng.randrange(steps) for _ in range(faults))
+    # one fault per chunk when there are chunks enough: each recovery is then measured on fresh input
+    if steps >= faults:
+        where = sorted(rng.sample(range(steps), faults))
+    else:
+        where = sorted(rng.randrange(steps) for _ in range(faults))
     return [
         Fault(i, step, kind, round(rng.uniform(lo, hi), 2))
         for i, (step, kind) in enumerate(zip(where, drawn, strict=True))
