@@ -38,6 +38,7 @@ from tests.pipeline.harness import (
     Outcome,
     Scenario,
     WorkerProcess,
+    decisions,
     final_watermark,
     outcome,
     read_topic,
@@ -57,13 +58,14 @@ class FaultFailed(AssertionError):
 
 @dataclass
 class Result:
-    recovery_s: dict[str, list[float]] = field(default_factory=dict)
+    recovery_s: dict[str, list[float]] = field(default_factory=dict)  # per kind, and "baseline"
     failed: list[str] = field(default_factory=list)  # "fault: symptom"
     poison: int = 0
     live: Outcome | None = None
     replayed: Outcome | None = None
     dead_letters: list = field(default_factory=list)
     commands: Counter = field(default_factory=Counter)  # command id -> times on the topic
+    decision_copies: Counter = field(default_factory=Counter)  # decision id -> times on the topic
     executor_state: tuple = ()
 
 
@@ -156,6 +158,10 @@ class Campaign:
             produced += len(chunk)
             if step in proceed_at:
                 self._proceed()
+            if step not in by_step:  # the baseline: the same wait with no fault
+                t = time.monotonic()
+                self._recovered(final_watermark(items[:produced]))
+                res.recovery_s.setdefault("baseline", []).append(time.monotonic() - t)
             for f in by_step.get(step, []):
                 self._note(f"{f}: inject")
                 try:
@@ -185,6 +191,10 @@ class Campaign:
             self._proceed()
         time.sleep(1.0)  # the decisions of the last window settle on the control topic
         res.live = outcome(self.settings, self.sc.final_window)
+        published = decisions(
+            read_topic(self.settings, "rollout-control", until=lambda r: False, timeout_s=4)
+        )
+        res.decision_copies = Counter(d.decision_id for d in published)
         end = max(ts for _, _, ts in self.sc.items) + 1
         cap = read_capture(self.settings, TimeRange(self.sc.t0 - 10_000, end))
         tl = replay_run(self.settings, cap, live_policy(self.settings), fleet.ROLLOUT)
@@ -271,8 +281,12 @@ class Campaign:
             )
         except AssertionError as exc:
             raise FaultFailed(f"the worker did not catch up: {str(exc)[-3000:]}") from None
+        caught_up = time.monotonic()
         probe = self._decision(99, Action.HOLD)  # a future stage: ignored, but persisted as seen
         self._until(lambda: self.store.seen(self.rollout, probe), "the executor persisted a probe")
+        self._note(
+            f"  executor probe persisted {time.monotonic() - caught_up:.1f} s after the worker caught up"
+        )
 
     def _alive(self, when: str = "", extra: bool = False) -> None:
         procs: list[tuple[str, subprocess.Popen[bytes], Path]] = [
