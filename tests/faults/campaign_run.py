@@ -147,35 +147,47 @@ class Campaign:
         res = Result()
         items = self.sc.items
         size = -(-len(items) // self.chunks)
-        by_step: dict[int, list[Fault]] = {}
-        for f in faults:
-            by_step.setdefault(f.step, []).append(f)
+        pending = sorted(faults, key=lambda f: (f.step, f.index))
         proceed_at = {round(i * self.chunks / self.stages) for i in range(self.stages)}
         produced = 0
-        for step in range(self.chunks):
+        step = 0
+
+        def produce() -> None:  # the next input chunk
+            nonlocal produced, step
             chunk = items[step * size : (step + 1) * size]
             res.poison += fleet.produce(self.settings, chunk, poison_every=POISON_EVERY)
             produced += len(chunk)
             if step in proceed_at:
                 self._proceed()
-            if step not in by_step:  # the baseline: the same wait with no fault
+            step += 1
+
+        while step < self.chunks or pending:
+            if step < self.chunks:
+                produce()
+            if not pending or pending[0].step >= step:  # the baseline: the same wait, no fault
                 t = time.monotonic()
                 self._recovered(final_watermark(items[:produced]))
                 res.recovery_s.setdefault("baseline", []).append(time.monotonic() - t)
-            for f in by_step.get(step, []):
-                self._note(f"{f}: inject")
-                try:
-                    back = self._inject(f)
-                    self._recovered(final_watermark(items[:produced]))
-                except FaultFailed as exc:
-                    if not keep_going:
-                        raise FaultFailed(f"{f}: {exc}") from None
-                    res.failed.append(f"{f}: {str(exc)[:2000]}")
-                    self._revive()
-                    continue
-                took = time.monotonic() - back
-                res.recovery_s.setdefault(f.kind, []).append(took)
-                self._note(f"{f}: recovered in {took:.1f} s")
+                continue
+            # the fault hits while the worker folds the chunk just produced; after it is undone the
+            # next chunk follows at once, so recovering means deciding on input that came after it
+            # (a fault scheduled there moves one chunk on; past the last chunk, faults follow each other)
+            f = pending.pop(0)
+            self._note(f"{f}: inject")
+            try:
+                back = self._inject(f)
+                if step < self.chunks:
+                    produce()
+                self._recovered(final_watermark(items[:produced]))
+            except FaultFailed as exc:
+                if not keep_going:
+                    raise FaultFailed(f"{f}: {exc}") from None
+                res.failed.append(f"{f}: {str(exc)[:2000]}")
+                self._revive()
+                continue
+            took = time.monotonic() - back
+            res.recovery_s.setdefault(f.kind, []).append(took)
+            self._note(f"{f}: recovered in {took:.1f} s")
         self._finish(res)
         return res
 

@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
 #   `_TRANSPORT` in IngestLoop._checkpoint is re-raised (neither fatal nor abortable), the known
 #   gap of the transactional path's error classification.
 CI_KINDS = tuple(k for k in KINDS if k != "broker_stop")
-CHUNKS = 16
+CHUNKS = 24
 
 
 def test_schedule_is_seeded_and_spreads_every_kind() -> None:
