@@ -102,3 +102,23 @@ def test_random_fault_campaign_matches_replay(tmp_path: Path, capsys: pytest.Cap
     # the dead-letter topic holds exactly the poison, each once, with its reason
     assert len({(d.topic, d.partition, d.offset) for d in res.dead_letters}) == res.poison, seed
     assert all(d.value == fleet.POISON and d.reason for d in res.dead_letters), seed
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--faults", "0"], "faults must be an integer from 1"),
+        (["--kinds", "reboot"], "unknown fault kind(s) reboot"),
+    ],
+)
+def test_bench_refuses_an_out_of_range_campaign(args: list[str], names: str) -> None:
+    """bench/chaos.py exits 2 naming the bad argument, before starting any service."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, str(root / "bench" / "chaos.py"), *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert names in done.stderr and "chaos:" in done.stderr
