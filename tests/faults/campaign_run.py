@@ -371,7 +371,8 @@ class Campaign:
         raise FaultFailed(f"timed out ({timeout_s:.0f} s) waiting for {what}")
 
     def _note(self, line: str) -> None:
-        print(line, file=self.log, flush=True)
+        stamp = time.strftime("%H:%M:%S", time.gmtime())  # to match the processes' logs (UTC)
+        print(f"{stamp} {line}", file=self.log, flush=True)
 
 
 def _assignments(log: Path) -> int:
