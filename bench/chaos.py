@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default=None)
     a = ap.parse_args(argv)
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1 << 30)
-    chunks = a.faults + max(8, a.faults // 4)
+    chunks = 2 * a.faults + max(8, a.faults // 4)  # a fault takes its chunk and the next one
     try:
         kinds = parse_kinds(a.kinds)
         faults = schedule(seed, a.faults, chunks, kinds, durations_s=(0.5, a.max_duration))
@@ -61,6 +61,7 @@ def _clean(res: Result) -> bool:
     assert res.live is not None and res.replayed is not None
     return (
         res.live == res.replayed
+        and not res.windows_differing
         and max(res.commands.values(), default=0) <= 1
         and all(d.value == fleet.POISON for d in res.dead_letters)
     )
@@ -85,7 +86,10 @@ def report(res: Result, injected: int) -> None:
         f"decisions: {len(replayed)} replayed, {len(live)} live; lost {len(lost)}, extra {len(extra)}; "
         f"ids published more than once {copies} (same id, counted once)"
     )
-    print(f"final cohort health equals the replay: {res.live[1] == res.replayed[1]}")
+    print(
+        f"final cohort health equals the replay: {res.live[1] == res.replayed[1]}; "
+        f"(window, cohort) health differing from the replay: {len(res.windows_differing)} of {res.windows_checked}"
+    )
     dup = sum(1 for n in res.commands.values() if n > 1)
     print(f"device commands: {len(res.commands)} ids, duplicated by id {dup}; executor {res.executor_state}")
     bad = [d for d in res.dead_letters if d.value != fleet.POISON]

@@ -66,6 +66,8 @@ class Result:
     dead_letters: list = field(default_factory=list)
     commands: Counter = field(default_factory=Counter)  # command id -> times on the topic
     decision_copies: Counter = field(default_factory=Counter)  # decision id -> times on the topic
+    windows_checked: int = 0  # (window, cohort) pairs of cohort health compared with the replay
+    windows_differing: list = field(default_factory=list)
     executor_state: tuple = ()
 
 
@@ -220,6 +222,17 @@ class Campaign:
             if h.window_start_ms == self.sc.final_window
         }
         res.replayed = ({(d.decision_id, d.action.value) for d in tl.decisions}, health)
+        # every window up to the final one, not only the last: (window, cohort) whose health differs
+        live_windows = _windows(
+            read_topic(self.settings, "cohort-health", until=lambda r: False, timeout_s=4)
+        )
+        replay_windows = _windows(list(tl.health.values()))
+        res.windows_checked = sum(1 for w in live_windows if w[0] <= self.sc.final_window)
+        res.windows_differing = sorted(
+            k
+            for k in set(live_windows) | set(replay_windows)
+            if k[0] <= self.sc.final_window and live_windows.get(k) != replay_windows.get(k)
+        )
         res.dead_letters = read_topic(
             self.settings, "deadletter", until=lambda r: len(r) >= res.poison, timeout_s=60
         )
@@ -373,6 +386,21 @@ class Campaign:
     def _note(self, line: str) -> None:
         stamp = time.strftime("%H:%M:%S", time.gmtime())  # to match the processes' logs (UTC)
         print(f"{stamp} {line}", file=self.log, flush=True)
+
+
+def _windows(records: list) -> dict[tuple, dict]:
+    """(window start, stage, firmware, baseline) -> the cohort health last published for it."""
+    from gates.events import CohortHealth
+
+    return {
+        (h.window_start_ms, h.stage, h.firmware_version, h.is_baseline): {
+            "expected": h.devices_expected,
+            "reporting": h.devices_reporting,
+            **dict(h.metrics),
+        }
+        for h in records
+        if isinstance(h, CohortHealth)
+    }
 
 
 def _assignments(log: Path) -> int:

@@ -74,7 +74,7 @@ def test_random_fault_campaign_matches_replay(tmp_path: Path, capsys: pytest.Cap
     seed = int(os.environ.get("FLEETGATE_CAMPAIGN_SEED") or random.SystemRandom().randrange(1 << 30))
     count = int(os.environ.get("FLEETGATE_CAMPAIGN_FAULTS", "10"))
     kinds = parse_kinds(os.environ.get("FLEETGATE_CAMPAIGN_KINDS", ",".join(CI_KINDS)))
-    chunks = max(CHUNKS, count)
+    chunks = max(CHUNKS, 2 * count + 4)  # a fault takes its chunk and the next one
     faults: list[Fault] = schedule(seed, count, chunks, kinds, durations_s=(0.5, 2.0))
     with capsys.disabled():
         print(f"\nfault campaign: FLEETGATE_CAMPAIGN_SEED={seed} ({count} faults: {', '.join(kinds)})")
@@ -92,6 +92,7 @@ def test_random_fault_campaign_matches_replay(tmp_path: Path, capsys: pytest.Cap
     assert any(a == "ROLLBACK" for _, a in res.live[0]), "the bad cohort must roll back"
     assert res.live[0] == res.replayed[0], (seed, res.live[0] ^ res.replayed[0])
     assert res.live[1] == res.replayed[1], (seed, diff(res.live[1], res.replayed[1]))
+    assert res.windows_checked > 20 and not res.windows_differing, (seed, res.windows_differing[:5])
     # every command once (by id), every device updated exactly once, nothing left to send
     assert res.commands and max(res.commands.values()) == 1, (
         seed,
