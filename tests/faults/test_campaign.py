@@ -27,9 +27,10 @@ from tests.pipeline.harness import Scenario, diff
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
 
 # Left out of the CI mix (kept in the generator and in bench/chaos.py):
-# - broker_stop: a broker outage can stop the worker: `send_offsets_to_transaction` raising
-#   `_TRANSPORT` in IngestLoop._checkpoint is re-raised (neither fatal nor abortable), the known
-#   gap of the transactional path's error classification.
+# - broker_stop: a broker restart can stop the worker: `send_offsets_to_transaction` fails with
+#   `_TRANSPORT`, then `abort_transaction` fails fatal with INVALID_TXN_STATE ("ingest stopped:
+#   abort_transaction failed (fatal)"; seed 567802091 with broker_stop in the mix). A gap of the
+#   ingest stage's error handling, not of the campaign: enable it once that path restarts.
 CI_KINDS = tuple(k for k in KINDS if k != "broker_stop")
 CHUNKS = 24
 
