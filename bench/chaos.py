@@ -95,6 +95,8 @@ def report(res: Result, injected: int) -> None:
     bad = [d for d in res.dead_letters if d.value != fleet.POISON]
     distinct = len({(d.topic, d.partition, d.offset) for d in res.dead_letters})
     print(f"dead letters: {distinct} distinct of {res.poison} poison produced, not poison {len(bad)}")
+    for key in res.windows_differing:
+        print(f"health differs: window {key[0]} stage {key[1]} firmware {key[2]} baseline {key[3]}")
     for line in res.failed:
         print("NOT SURVIVED " + line.replace("\n", "\n    "))
 
