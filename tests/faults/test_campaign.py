@@ -93,7 +93,7 @@ def test_random_fault_campaign_matches_replay(tmp_path: Path, capsys: pytest.Cap
     assert any(a == "ROLLBACK" for _, a in res.live[0]), "the bad cohort must roll back"
     assert res.live[0] == res.replayed[0], (seed, res.live[0] ^ res.replayed[0])
     assert res.live[1] == res.replayed[1], (seed, diff(res.live[1], res.replayed[1]))
-    assert res.windows_checked > 20 and not res.windows_differing, (seed, res.windows_differing[:5])
+    assert res.windows_checked > 10 and not res.windows_differing, (seed, res.windows_differing[:5])
     # every command once (by id), every device updated exactly once, nothing left to send
     assert res.commands and max(res.commands.values()) == 1, (
         seed,
