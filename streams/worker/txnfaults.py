@@ -42,7 +42,7 @@ import enum
 
 from confluent_kafka import KafkaError
 
-__all__ = ["CALLS", "Fault", "IngestFatal", "classify", "describe", "hint"]
+__all__ = ["CALLS", "Fault", "IngestFatal", "classify", "describe", "ends_producer_only", "hint"]
 
 # The transactional path's calls, as named in messages and by the fault-injection tests.
 CALLS = (
@@ -133,6 +133,15 @@ def classify(error: KafkaError, *, consumer: bool = False) -> Fault:
     # Retriable, or not recognised (e.g. `_STATE`, an unknown topic): a restart rebuilds
     # everything from the last commit, which cannot make things worse; the budget bounds it.
     return Fault.RETRIABLE
+
+
+def ends_producer_only(error: KafkaError) -> bool:
+    """A fatal `error` that a new producer instance recovers from (not fenced, not refused).
+
+    After a broker restart librdkafka can fail the abort that follows a transport error with a
+    fatal `INVALID_TXN_STATE` ("Failed to end transaction"): that producer is unusable, but the
+    next one's `init_transactions` settles the transaction, so the worker restarts instead."""
+    return error.code() not in _FENCED and error.code() not in _NEVER_RECOVERS
 
 
 def describe(call: str, error: KafkaError, fault: Fault) -> str:

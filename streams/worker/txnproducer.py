@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from streams.worker.bounded import TransactionLost, call_within
-from streams.worker.txnfaults import Fault, IngestFatal, classify, describe, hint
+from streams.worker.txnfaults import Fault, IngestFatal, classify, describe, ends_producer_only, hint
 
 __all__ = ["TxnProducer", "fail"]
 
@@ -51,7 +51,13 @@ def fail(
             call_within("abort_transaction", abort, 15)
         except KafkaException as abort_exc:
             aborted = abort_exc.args[0] if abort_exc.args else None
-            if isinstance(aborted, KafkaError) and classify(aborted) is Fault.FATAL:
+            # The abort failing fatally is a consequence of the first, non-fatal error unless it
+            # says we were fenced or refused: then the worker stops; else a new producer restarts.
+            if (
+                isinstance(aborted, KafkaError)
+                and classify(aborted) is Fault.FATAL
+                and not ends_producer_only(aborted)
+            ):
                 fail("abort_transaction", abort_exc, where=where)
         except TransactionLost:
             pass  # the abort hung: the next producer's init_transactions aborts the transaction

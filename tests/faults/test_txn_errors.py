@@ -18,12 +18,14 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from streams.config import load_settings
+from streams.worker.bounded import TransactionLost
 from streams.worker.ingest import IngestLoop
 from streams.worker.runner import load_worker_policy
 from streams.worker.txnfaults import CALLS, Fault, IngestFatal, classify
+from streams.worker.txnproducer import fail
 from tests.faults.txn_injection import Schedule, injected_error, install
 from tests.pipeline import fleet
 from tests.pipeline.harness import Outcome, Scenario, diff, outcome, scenario_env, wait_for_watermark
@@ -58,6 +60,27 @@ ROOT = Path(__file__).resolve().parents[2]
 )
 def test_classification(error: KafkaError, consumer: bool, expected: Fault) -> None:
     assert classify(error, consumer=consumer) is expected
+
+
+@pytest.mark.parametrize(
+    ("abort_error", "raised"),
+    [
+        # seen after a broker restart: the abort that follows a transport error ends the producer
+        (E(E._STATE, "Failed to end transaction: INVALID_TXN_STATE", fatal=True), TransactionLost),
+        (E(E.INVALID_TXN_STATE, "", fatal=True), TransactionLost),
+        (E(E.PRODUCER_FENCED, "", fatal=True), IngestFatal),  # another worker took over: stop
+        (E(E.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "", fatal=True), IngestFatal),
+    ],
+)
+def test_a_fatal_abort_after_a_transport_error_restarts_unless_fenced_or_refused(
+    abort_error: KafkaError, raised: type[Exception]
+) -> None:
+    def abort() -> None:
+        raise KafkaException(abort_error)
+
+    transport = KafkaException(E(E._TRANSPORT, "Local: Broker transport failure"))
+    with pytest.raises(raised):
+        fail("send_offsets_to_transaction", transport, where=("tid", "b:9092"), abort=abort)
 
 
 @pytest.mark.parametrize("fault", list(Fault))
