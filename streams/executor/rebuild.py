@@ -147,11 +147,27 @@ def _read(c: Consumer, topic: str, starts: dict[int, int], ends: dict[int, int])
     return sorted(out, key=lambda m: (m.partition(), m.offset()))
 
 
+# A broker that has just created or moved a partition answers these for a moment; asking
+# again shortly after gets the leader (seen at executor start right after `topics create`).
+_SETTLING = frozenset(
+    {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
+)
+
+
+def _high(c: Consumer, tp: TopicPartition) -> int:
+    deadline = time.monotonic() + _TIMEOUT_S
+    while True:
+        try:
+            return int(c.get_watermark_offsets(tp, timeout=_TIMEOUT_S)[1])
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if not isinstance(err, KafkaError) or err.code() not in _SETTLING or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def _highs(c: Consumer, topic: str) -> dict[int, int]:
-    return {
-        p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=_TIMEOUT_S)[1]
-        for p in _partitions(c, topic)
-    }
+    return {p: _high(c, TopicPartition(topic, p)) for p in _partitions(c, topic)}
 
 
 def _since(c: Consumer, topic: str, t_ms: int) -> dict[int, int]:

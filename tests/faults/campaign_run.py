@@ -122,23 +122,13 @@ class Campaign:
         self.rollout = PLAN["rollout_id"]
         self.stages = len(PLAN["stages"])
         # A fresh broker answers NOT_LEADER for a while after topics are created; the processes
-        # start once every partition answers (the executor's start-up does not retry that yet).
+        # start once every partition answers.
         for st in (self.settings, self.ex_settings):
             self._until(lambda st=st: _partitions_answer(st), "every partition has its leader", extra=False)
         self.workers = [WorkerProcess(self.env, self.workdir / "worker.log")]
         self.executor = ExecutorProcess(self.ex_env, self.workdir / "executor.log")
         start(self.ex_settings, parse_plan(PLAN), "alice", "campaign")
-        try:
-            self._until(lambda: self._stage() == (RolloutState.ACTIVE, 0), "executor dispatched stage 0")
-        except FaultFailed as exc:
-            # Known start-up gap, not a fault of the campaign: the executor's state rebuild reads
-            # the plans topic's end offsets at start and exits 1 on NOT_LEADER_FOR_PARTITION, which
-            # a broker that has just created its topics can still answer. One restart.
-            if "NOT_LEADER_FOR_PARTITION" not in str(exc):
-                raise
-            self._note("executor exited at start on NOT_LEADER_FOR_PARTITION (start-up gap); restarted")
-            self.executor = ExecutorProcess(self.ex_env, self.workdir / "executor.log")
-            self._until(lambda: self._stage() == (RolloutState.ACTIVE, 0), "executor dispatched stage 0")
+        self._until(lambda: self._stage() == (RolloutState.ACTIVE, 0), "executor dispatched stage 0")
 
     def close(self) -> None:
         for w in [*self.workers, *([self.extra] if self.extra else [])]:

@@ -27,10 +27,11 @@ from tests.pipeline.harness import Scenario, diff
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
 
 # Left out of the CI mix (kept in the generator and in bench/chaos.py):
-# - broker_stop: a broker restart can stop the worker: `send_offsets_to_transaction` fails with
-#   `_TRANSPORT`, then `abort_transaction` fails fatal with INVALID_TXN_STATE ("ingest stopped:
-#   abort_transaction failed (fatal)"; seed 567802091 with broker_stop in the mix). A gap of the
-#   ingest stage's error handling, not of the campaign: enable it once that path restarts.
+# - broker_stop: after a broker restart the executor can stay out of its group for minutes
+#   (its consumer's session timed out while the broker was down, and it did not persist the
+#   campaign's probe decision within 180 s: seed 567802091 with broker_stop in the mix). The
+#   worker survives it (a fatal abort after the transport error now restarts the ingest stage).
+#   A gap of the executor's recovery, not of the campaign: enable it once the executor rejoins.
 CI_KINDS = tuple(k for k in KINDS if k != "broker_stop")
 CHUNKS = 24
 
