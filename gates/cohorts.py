@@ -34,10 +34,22 @@ _DEFAULT_ATTRS = attribute_tuple(DeviceAttributes(device_id=""))
 class RolloutInfo:
     """The parts of a rollout plan the engine needs, with selectors pre-indexed."""
 
-    __slots__ = ("rollout_id", "target", "previous", "firmware", "selectors", "percents", "plan", "n_stages")
+    __slots__ = (
+        "rollout_id",
+        "target",
+        "previous",
+        "firmware",
+        "selectors",
+        "percents",
+        "plan",
+        "n_stages",
+        "published_ms",
+    )
 
-    def __init__(self, plan: RolloutPlan) -> None:
+    def __init__(self, plan: RolloutPlan, published_ms: int | None = None) -> None:
         self.plan = plan
+        # when the rollout's first plan was published: no exposure of it starts earlier
+        self.published_ms = plan.updated_at_ms if published_ms is None else published_ms
         self.rollout_id = plan.rollout_id
         self.target = plan.target_version
         self.previous = plan.previous_version

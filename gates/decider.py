@@ -29,7 +29,7 @@ from gates.wire import WindowPartial
 
 __all__ = ["ENGINE_VERSION", "Decider", "StageState", "decision_id"]
 
-ENGINE_VERSION = "3"  # 2: metric presence compared per report shape; 3: pre-update decode baseline
+ENGINE_VERSION = "4"  # 4: corrected device time, fleet-segment baselines, outcomes in flight
 _EVALUATED = (RolloutState.ACTIVE, RolloutState.PAUSED)
 _NEG = -(2**62)
 
