@@ -47,6 +47,7 @@ class Decider:
         self.policy = policy
         self._w = policy.window_ms
         self._z = normal_quantile(policy.confidence)
+        self._zp = normal_quantile(policy.proceed_confidence)
         self.plans: dict[str, RolloutPlan] = {}
         self.windows: dict[str, dict[int, dict[CohortKey, WindowAggregate]]] = {}
         self.stages: dict[tuple[str, int], StageState] = {}
@@ -253,16 +254,20 @@ class Decider:
         treated = self._sum(rid, lo, idx, treated_pick)
         control = self._sum(rid, lo, idx, base_pick)
         baseline, source = control, "control"
+        if st.pre_baseline is not None and st.pre_baseline.reports and st.first_exposed is not None:
+            # The stage's own devices on the previous version before its first exposure (from the
+            # fleet segments when the plan came later), pooled with the control windows since: the
+            # same population before and alongside the update, a superset of the control's look-back
+            # (windows before the first exposure are in the pre-update sum).  The control alone
+            # shrinks as this stage and later ones update; a few devices are a noisy yardstick.
+            baseline, source = WindowAggregate(), "pre-update"
+            baseline.merge(st.pre_baseline)
+            after = self._sum(rid, max(lo, st.first_exposed), idx, base_pick)
+            if after.reports:
+                baseline.merge(after)
+                source = "pre-update+control"
         min_base = max((r.min_samples for r in pol.rules), default=0)
-        if st.pre_baseline is not None and st.pre_baseline.reports > control.reports:
-            # The stage's own reports from before its first exposure replace the control when the
-            # control is too small to use, or when they span a whole look-back of reporting (not
-            # the rollout's first, partial windows) and outnumber it: the control shrinks as this
-            # stage and later ones update, and a few not-yet-updated devices are a noisy yardstick.
-            first = st.first_exposed if st.first_exposed is not None else idx
-            whole = first - pol.lookback_windows >= self.first_reports.get(rid, first)
-            if whole or (control.population < min_base and control.reports < min_base):
-                baseline, source = st.pre_baseline, "pre-update"
+        now = self._sum(rid, idx, idx, treated_pick)
         cum = WindowAggregate()
         add_cum(cum, st.cum)
         add_cum(cum, st.cum_at_ack, -1)
@@ -289,6 +294,11 @@ class Decider:
             exposed=st.cum.commanded,
             window_ms=w,
             z=self._z,
+            alpha=pol.alpha,
+            proceed_z=self._zp,
+            in_flight=now.in_flight,
+            in_flight_until=now.in_flight_until,
+            stage_devices=now.stage_devices,
         )
         reasons: list[Reason] = []
         action = Action.PROCEED
@@ -311,7 +321,6 @@ class Decider:
                 if not passed:
                     action = max(action, Action.HOLD, key=lambda a: a.rank)
         # PROCEED needs exposure, soak and coverage on top of every rule passing
-        now = self._sum(rid, idx, idx, treated_pick)
         coverage = now.stage_healthy / now.stage_devices if now.stage_devices else 0.0
         ok = all_pass and st.cum.commanded + st.cum.applied > 0 and coverage >= pol.coverage
         soaked = st.streak("__proceed__", idx, ok)

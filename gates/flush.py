@@ -97,6 +97,7 @@ class Flush(PartialBase):
             for idx in windows:
                 e = (idx + 1) * w
                 reported = dev.reported_in(idx, idx)
+                seen = dev.first_seen is not None and dev.first_seen < e
                 offline = (
                     dev.first_seen is not None
                     and dev.first_seen < e - k_windows * w
@@ -105,8 +106,9 @@ class Flush(PartialBase):
                 if seg is not None:
                     sagg = segs.agg(idx, seg)
                     sagg.population += 1
-                    sagg.expected_milli += weight
-                    sagg.profile_expected[pname] = sagg.profile_expected.get(pname, 0) + weight
+                    if seen:
+                        sagg.expected_milli += weight
+                        sagg.profile_expected[pname] = sagg.profile_expected.get(pname, 0) + weight
                     if reported:
                         sagg.reporting += 1
                         sagg.profile_reporting[pname] = sagg.profile_reporting.get(pname, 0) + 1
@@ -118,8 +120,9 @@ class Flush(PartialBase):
                     tkey = self._treated_key(m, exp)
                     agg = self._agg(idx, tkey if applied else self._baseline_key(m))
                     agg.population += 1
-                    agg.expected_milli += weight
-                    agg.profile_expected[pname] = agg.profile_expected.get(pname, 0) + weight
+                    if seen:  # a device that never reported yet is not expected to carry on reporting
+                        agg.expected_milli += weight
+                        agg.profile_expected[pname] = agg.profile_expected.get(pname, 0) + weight
                     if reported:
                         agg.reporting += 1
                         agg.profile_reporting[pname] = agg.profile_reporting.get(pname, 0) + 1
@@ -127,7 +130,9 @@ class Flush(PartialBase):
                         agg.offline += 1
                     if exp is not None and not applied and exp.commanded_at is not None:
                         deadline = exp.commanded_at + timeout
-                        if exp.commanded_at < e < deadline and (exp.terminal_at is None or exp.terminal_at >= e):
+                        if exp.commanded_at < e < deadline and (
+                            exp.terminal_at is None or exp.terminal_at >= e
+                        ):
                             fagg = self._agg(idx, self._exp_key(exp))
                             fagg.in_flight += 1
                             if deadline > fagg.in_flight_until:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+
 from gates.aggregates import CohortKey, WindowAggregate
 from gates.cohorts import Membership, RolloutInfo
 from gates.devices import DeviceState, Exposure
