@@ -42,6 +42,9 @@ class CohortKey(NamedTuple):
     cohort: int
     version: str
     is_baseline: bool
+    # the devices' slice: model, firmware generation, region, connectivity profile (KNOWN_SEP-joined;
+    # "" for version-wide counts), so the decider can evaluate every rule per slice
+    slice: str = ""
 
 
 COUNT_FIELDS = (

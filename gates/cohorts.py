@@ -94,10 +94,11 @@ class RolloutInfo:
 class Membership:
     """One device's place in one rollout (shared between devices with the same place)."""
 
-    __slots__ = ("rollout", "assigned", "mask", "treated_stage", "keys")
+    __slots__ = ("rollout", "assigned", "mask", "treated_stage", "keys", "slice")
 
-    def __init__(self, rollout: RolloutInfo, assigned: int, mask: int) -> None:
+    def __init__(self, rollout: RolloutInfo, assigned: int, mask: int, slice_: str = "") -> None:
         self.rollout = rollout
+        self.slice = slice_  # the devices' slice (see gates.aggregates.CohortKey)
         self.assigned = assigned
         self.mask = mask
         # stage a device counts under once it runs the target without a command naming one

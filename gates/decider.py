@@ -23,6 +23,8 @@ from gates.health import cohort_health
 from gates.policy import GatePolicy
 from gates.rules import BREACH, PASS, PENDING, Evidence, evaluate_rule
 from gates.serial import plan_from_dict, plan_to_dict
+from gates.slice_evidence import slice_evidence
+from gates.slices import holm_breaches
 from gates.stage_state import StageState, add_cum
 from gates.stats import normal_quantile
 from gates.wire import WindowPartial
@@ -83,6 +85,9 @@ class Decider:
         st.ack_upto_ms = max(st.ack_upto_ms, upto_window_end_ms)
         st.cum_at_ack = WindowAggregate()
         add_cum(st.cum_at_ack, st.cum)
+        st.ack_slices = {}
+        for k, agg in st.cum_slices.items():
+            add_cum(st.ack_slices.setdefault(k, WindowAggregate()), agg)
         st.streaks.clear()
         st.last_action = None
         self.dirty.add(rollout_id)
@@ -141,11 +146,12 @@ class Decider:
             if not key.is_baseline:
                 st = self._stage(rid, key.cohort)
                 add_cum(st.cum, agg)
+                add_cum(st.cum_slices.setdefault(key.slice, WindowAggregate()), agg)
                 if (agg.commanded > 0 or agg.applied > 0) and (
                     st.first_exposed is None or idx < st.first_exposed
                 ):
                     st.first_exposed = idx
-                    st.pre_baseline = self._pre_baseline(rid, key.cohort, idx)
+                    st.pre_baseline, st.pre_slices = self._pre_baseline(rid, key.cohort, idx)
                     st.pre_decode = self._pre_decode(rid, idx)
             else:
                 for (srid, sidx), st in self.stages.items():
@@ -157,6 +163,7 @@ class Decider:
                         and st.first_exposed - lookback <= idx < st.first_exposed
                     ):
                         st.pre_baseline.merge(agg)
+                        st.pre_slices.setdefault(key.slice, WindowAggregate()).merge(agg)
 
     def _pre_decode(self, rid: str, first: int) -> WindowAggregate:
         """Previous-version reports and decode errors of the rollout in the look-back before `first`."""
@@ -180,14 +187,18 @@ class Decider:
             ):
                 _add_decode_sample(st.pre_decode, key, agg)
 
-    def _pre_baseline(self, rid: str, stage: int, first: int) -> WindowAggregate:
+    def _pre_baseline(
+        self, rid: str, stage: int, first: int
+    ) -> tuple[WindowAggregate, dict[str, WindowAggregate]]:
         out = WindowAggregate()
-        for idx, win in self.windows.get(rid, {}).items():
+        slices: dict[str, WindowAggregate] = {}
+        for idx, win in sorted(self.windows.get(rid, {}).items()):
             if first - self.policy.lookback_windows <= idx < first:
-                for key, agg in win.items():
+                for key, agg in sorted(win.items()):
                     if key.is_baseline and key.cohort != VERSION_WIDE and key.cohort >> stage & 1:
                         out.merge(agg)
-        return out
+                        slices.setdefault(key.slice, WindowAggregate()).merge(agg)
+        return out, slices
 
     # ------------------------------------------------------------- evaluation
     def advance(self, watermark_ms: int) -> list[Decision]:
@@ -306,8 +317,11 @@ class Decider:
         # a stage the rollout has moved past stays PROCEED unless a rule breaches: its control
         # population shrinks as later stages update, and "too few samples" is no news there
         passed = stage < plan.current_stage
+        sliced = slice_evidence(pol, ev, st, self.windows.get(rid, {}), lo, idx, stage, source != "control")
         for rule in pol.rules:
             parts = evaluate_rule(rule, ev, pol)
+            # a regression confined to a slice: Holm across the rule's slices, breaches only
+            parts += holm_breaches(rule, sliced, pol)
             verdicts = {r.verdict for r in parts}
             hit = True if BREACH in verdicts else (None if PENDING in verdicts else False)
             count = st.streak(rule.id, idx, hit)
@@ -389,7 +403,9 @@ class Decider:
             dec.plans = {k: plan_from_dict(v) for k, v in d["plans"].items()}
             dec.windows = {
                 rid: {
-                    int(i): {CohortKey(k[0], k[1], k[2], k[3]): WindowAggregate.from_dict(a) for k, a in win}
+                    int(i): {
+                        CohortKey(k[0], k[1], k[2], k[3], k[4]): WindowAggregate.from_dict(a) for k, a in win
+                    }
                     for i, win in wins
                 }
                 for rid, wins in d["windows"].items()

@@ -35,7 +35,7 @@ class ExposureFold(PartialBase):
         if floor is not None and t < floor:
             t = floor
         version = info.target if info is not None else (ev.target_version or "")
-        key = self._key(rid, exp.stage, version, False)
+        key = self._key(rid, exp.stage, version, False, self._slice(dev))
         idx = t // self._w
         agg = self._agg(idx, key)
         status = ev.status
@@ -70,7 +70,8 @@ class ExposureFold(PartialBase):
         if exp.stage < 0 or exp.commanded_at is None:
             exp.stage = ev.stage
         info = self.rollouts.get(ev.rollout_id)
-        key = self._key(ev.rollout_id, exp.stage, info.target if info else ev.target_version, False)
+        version = info.target if info else ev.target_version
+        key = self._key(ev.rollout_id, exp.stage, version, False, self._slice(dev))
         t = ev.issued_at_ms
         if t // self._w < self.closed:
             self._agg(t // self._w, key).late_events += 1

@@ -67,8 +67,8 @@ class Flush(PartialBase):
             info = self.rollouts.get(rid)
             if info is None or closed == -(2**62):
                 continue
-            for idx, mask, agg in self.segments.backfill(info, closed):
-                self._agg(idx, self._key(rid, mask, info.previous, True)).merge(agg)
+            for idx, mask, sl, agg in self.segments.backfill(info, closed):
+                self._agg(idx, self._key(rid, mask, info.previous, True, sl)).merge(agg)
         self._backfill = []
 
     def _snapshot_windows(self, windows: range) -> None:
@@ -133,7 +133,7 @@ class Flush(PartialBase):
                         if exp.commanded_at < e < deadline and (
                             exp.terminal_at is None or exp.terminal_at >= e
                         ):
-                            fagg = self._agg(idx, self._exp_key(exp))
+                            fagg = self._agg(idx, self._exp_key(exp, dev))
                             fagg.in_flight += 1
                             if deadline > fagg.in_flight_until:
                                 fagg.in_flight_until = deadline
@@ -156,7 +156,7 @@ class Flush(PartialBase):
                     deadline = exp.commanded_at + prof.ack_timeout_ms
                     if deadline < closed_end:
                         if exp.terminal_at is None or exp.terminal_at >= deadline:
-                            self._agg(deadline // w, self._exp_key(exp)).ack_timeouts += 1
+                            self._agg(deadline // w, self._exp_key(exp, dev)).ack_timeouts += 1
                             exp.timeout_state = COUNTED
                         else:
                             exp.timeout_state = CLEARED
@@ -165,7 +165,7 @@ class Flush(PartialBase):
                     deadline = exp.applied_at + prof.silence_grace_ms
                     if deadline < closed_end:
                         if exp.healthy_at is None or exp.healthy_at > deadline:
-                            self._agg(deadline // w, self._exp_key(exp)).silence_suspects += 1
+                            self._agg(deadline // w, self._exp_key(exp, dev)).silence_suspects += 1
                             exp.silence_state = COUNTED
                         else:
                             exp.silence_state = CLEARED

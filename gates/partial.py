@@ -127,7 +127,7 @@ class PartialAggregator(TelemetryFold, ExposureFold, Flush):
                 dev.seg = agg.segments._intern(tuple(seg))
         for i, win in d["open"]:
             agg._open[int(i)] = {
-                agg._key(k[0], k[1], k[2], k[3]): WindowAggregate.from_dict(a) for k, a in win
+                agg._key(k[0], k[1], k[2], k[3], k[4]): WindowAggregate.from_dict(a) for k, a in win
             }
         agg.closed = d["closed"]
         agg.sequence = d["sequence"]

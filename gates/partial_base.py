@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from gates.aggregates import CohortKey, WindowAggregate
+from gates.aggregates import KNOWN_SEP, CohortKey, WindowAggregate
 from gates.cohorts import Membership, RolloutInfo
 from gates.devices import DeviceState, Exposure
 from gates.events import RolloutPlan
@@ -12,6 +12,8 @@ from gates.policy import GatePolicy, Profile
 from gates.segments import SegmentHistory
 
 __all__ = ["PartialBase"]
+
+_UNKNOWN = ("unknown", "unknown", "unknown", "unknown", "unknown", "always-on", "unknown")
 
 
 class PartialBase:
@@ -28,8 +30,8 @@ class PartialBase:
         self.rollouts: dict[str, RolloutInfo] = {}
         self._gen = 0  # cohort generation: devices whose `gen` is older re-classify on next use
         self._changed: list[str] = []  # rollout whose cohorts changed at each generation
-        self._memb_cache: dict[tuple[str, int, int], Membership] = {}
-        self._keys: dict[tuple[str, int, str, bool], CohortKey] = {}
+        self._memb_cache: dict[tuple[str, int, int, str], Membership] = {}
+        self._keys: dict[tuple[str, int, str, bool, str], CohortKey] = {}
         self._open: dict[int, dict[CohortKey, WindowAggregate]] = {}
         self.closed = -(2**62)  # windows with index < closed have been flushed
         self.sequence = 0
@@ -75,26 +77,31 @@ class PartialBase:
             rids = sorted(changed & self.rollouts.keys())
         else:
             memb, rids = [], sorted(self.rollouts)
+        sl = self._slice(dev)
         for rid in rids:
             info = self.rollouts[rid]
             assigned, mask = info.classify(device_id, dev.attrs)
             if mask:
-                ck = (rid, assigned, mask)
+                ck = (rid, assigned, mask, sl)
                 m = self._memb_cache.get(ck)
                 if m is None:
-                    m = self._memb_cache[ck] = Membership(info, assigned, mask)
+                    m = self._memb_cache[ck] = Membership(info, assigned, mask, sl)
                 memb.append(m)
         if len(memb) > 1 and len(rids) < len(self.rollouts):
             memb.sort(key=lambda m: m.rollout.rollout_id)  # the order a full classification gives
         dev.memb = tuple(memb)
         dev.gen = self._gen
 
-    def _key(self, rid: str, cohort: int, version: str, base: bool) -> CohortKey:
-        k = (rid, cohort, version, base)
+    def _key(self, rid: str, cohort: int, version: str, base: bool, slice_: str = "") -> CohortKey:
+        k = (rid, cohort, version, base, slice_)
         ck = self._keys.get(k)
         if ck is None:
-            ck = self._keys[k] = CohortKey(rid, cohort, version, base)
+            ck = self._keys[k] = CohortKey(rid, cohort, version, base, slice_)
         return ck
+
+    def _slice(self, dev: DeviceState) -> str:
+        a = dev.attrs if dev.attrs is not None else _UNKNOWN
+        return sys.intern(KNOWN_SEP.join((a[0], a[1], a[2], a[5])))
 
     def _agg(self, idx: int, key: CohortKey) -> WindowAggregate:
         win = self._open.get(idx)
@@ -110,14 +117,14 @@ class PartialBase:
         key = m.keys.get(stage)
         if key is None:
             info = m.rollout
-            key = m.keys[stage] = self._key(info.rollout_id, stage, info.target, False)
+            key = m.keys[stage] = self._key(info.rollout_id, stage, info.target, False, m.slice)
         return key  # type: ignore[return-value]
 
     def _baseline_key(self, m: Membership) -> CohortKey:
         key = m.keys.get(-2)  # -2: the baseline slot (stage cohorts are >= 0)
         if key is None:
             info = m.rollout
-            key = m.keys[-2] = self._key(info.rollout_id, m.mask, info.previous, True)
+            key = m.keys[-2] = self._key(info.rollout_id, m.mask, info.previous, True, m.slice)
         return key  # type: ignore[return-value]
 
     def _move(self, key: CohortKey, field: str, old: int | None, new: int) -> None:
@@ -148,6 +155,6 @@ class PartialBase:
             dev.exposures = (*dev.exposures, exp)
         return exp
 
-    def _exp_key(self, exp: Exposure) -> CohortKey:
+    def _exp_key(self, exp: Exposure, dev: DeviceState) -> CohortKey:
         info = self.rollouts.get(exp.rollout_id)
-        return self._key(exp.rollout_id, exp.stage, info.target if info else "", False)
+        return self._key(exp.rollout_id, exp.stage, info.target if info else "", False, self._slice(dev))

@@ -24,7 +24,7 @@ from gates.aggregates import WindowAggregate
 from gates.events import Reason
 from gates.policy import GatePolicy, Metric, Rule
 from gates.sketch import DDSketch
-from gates.stats import sequential_z, wilson_interval
+from gates.stats import normal_quantile, sequential_z, wilson_interval
 
 __all__ = ["BREACH", "PASS", "PENDING", "Evidence", "evaluate_rule"]
 
@@ -54,6 +54,11 @@ class Evidence:
     in_flight_until: int = 0  # the latest ack deadline among them (ms)
     stage_devices: int = 0
     label: str = ""  # "@dim=value,..." of a slice, "" for the whole stage
+    sequential: bool = True  # always-valid bounds; False: fixed-horizon (slices, under Holm)
+
+    def bound_z(self, n: int, alpha: float | None = None) -> float:
+        a = self.alpha if alpha is None else alpha
+        return sequential_z(n, a) if self.sequential else normal_quantile(1.0 - a)
 
 
 def _reason(
@@ -104,7 +109,7 @@ def _proportion(
     p1 = x1 / n1 if n1 else None
     if n1 < need or p1 is None:
         return _reason(rule, ev, PENDING, p1, None, n1, None, None, f"needs {need} samples", metric)
-    z = sequential_z(n1, ev.alpha)
+    z = ev.bound_z(n1)
     lo, hi = wilson_interval(x1, n1, z)
     if not rule.relative:
         limit = rule.proceed_limit()
@@ -162,7 +167,7 @@ def _rate(rule: Rule, ev: Evidence, x1: int, dev_windows1: int, x0: int, dev_win
     obs = x1 / e1 if e1 else None
     if dev_windows1 < need or obs is None:
         return _reason(rule, ev, PENDING, obs, None, dev_windows1, detail=f"needs {need} device-windows")
-    z = sequential_z(dev_windows1, ev.alpha)
+    z = ev.bound_z(dev_windows1)
     a = x1 + 0.5
     if not rule.relative:
         lo, hi = (a / e1) * math.exp(-z / math.sqrt(a)), (a / e1) * math.exp(z / math.sqrt(a))
@@ -206,7 +211,7 @@ def _latency(rule: Rule, ev: Evidence, policy: GatePolicy) -> Reason:
 
     def bounds(s: DDSketch, zp: float | None = None) -> tuple[float, float]:
         n = s.count
-        spread = (sequential_z(n, ev.alpha) if zp is None else zp) * math.sqrt(n * q * (1 - q))
+        spread = (ev.bound_z(n) if zp is None else zp) * math.sqrt(n * q * (1 - q))
         lo_v = s.value_at_rank(max(0, math.floor(n * q - spread) - 1)) or 0.0
         hi_v = s.value_at_rank(min(n - 1, math.ceil(n * q + spread))) or 0.0
         return lo_v * (1 - a), hi_v * (1 + a)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from gates.aggregates import WindowAggregate
+from gates.aggregates import KNOWN_SEP, WindowAggregate
 
 if TYPE_CHECKING:
     from gates.cohorts import RolloutInfo
@@ -70,23 +70,24 @@ class SegmentHistory:
         for idx in [i for i in self.windows if i < closed - self.keep]:
             del self.windows[idx]
 
-    def backfill(self, info: RolloutInfo, closed: int) -> list[tuple[int, int, WindowAggregate]]:
-        """``(window index, selector mask, aggregate)`` of the previous version's segments that
-        match the rollout's stage selectors, in closed windows of the look-back."""
-        out: list[tuple[int, int, WindowAggregate]] = []
+    def backfill(self, info: RolloutInfo, closed: int) -> list[tuple[int, int, str, WindowAggregate]]:
+        """``(window index, selector mask, slice, aggregate)`` of the previous version's segments
+        that match the rollout's stage selectors, in closed windows of the look-back."""
+        out: list[tuple[int, int, str, WindowAggregate]] = []
         for idx in sorted(i for i in self.windows if closed - self.keep <= i < closed):
-            by_mask: dict[int, WindowAggregate] = {}
+            by_mask: dict[tuple[int, str], WindowAggregate] = {}
             for seg, agg in sorted(self.windows[idx].items()):
                 version = seg[0] if info.firmware else seg[1]
                 if version != info.previous:
                     continue
                 mask = _mask(info, seg)
                 if mask:
-                    m = by_mask.get(mask)
+                    k = (mask, KNOWN_SEP.join(seg[2:]))
+                    m = by_mask.get(k)
                     if m is None:
-                        m = by_mask[mask] = WindowAggregate()
+                        m = by_mask[k] = WindowAggregate()
                     m.merge(agg)
-            out.extend((idx, mask, a) for mask, a in sorted(by_mask.items()))
+            out.extend((idx, mask, sl, a) for (mask, sl), a in sorted(by_mask.items()))
         return out
 
     def to_dict(self) -> list[Any]:
