@@ -31,15 +31,8 @@ MAX_YAML_BYTES = 256 * 1024
 MAX_DURATION_MS = 366 * 86_400_000  # issue 8: no duration in a policy exceeds a year
 # inventory attributes a stage's rules are also evaluated per value of (and per pair of)
 SLICE_DIMENSIONS = ("model", "region", "connectivity_profile", "firmware_generation")
-SLICEABLE = (
-    "model",
-    "firmware_generation",
-    "region",
-    "customer",
-    "criticality",
-    "connectivity_profile",
-    "site",
-)
+# the attributes aggregates are keyed by (gates.aggregates.CohortKey.slice): the ones a slice may use
+SLICEABLE = SLICE_DIMENSIONS
 
 
 class Metric(StrEnum):
@@ -117,7 +110,7 @@ class Rule:
 class GatePolicy:
     """A frozen, versioned gate policy.  Build it with :func:`parse_policy`/:func:`load_policy`."""
 
-    version: str = "builtin-1"
+    version: str = "builtin-2"
     window_ms: int = 300_000
     lookback_windows: int = 6
     allowed_lateness_ms: int = 120_000
@@ -273,7 +266,7 @@ def _rule(v: Any, path: str, default_consecutive: int) -> Rule:
         if (above and margin < 0) or (not above and margin > 0):
             raise PolicyError(
                 f"{path}.margin",
-                f"must be {'>= 0' if above else '<= 0'} for an {'above' if above else 'below'} rule "
+                f"must be {'>= 0' if above else '<= 0'} for {'an above' if above else 'a below'} rule "
                 "(the degradation PROCEED tolerates, in the bad direction)",
             )
         if relative and margin <= -1:
@@ -445,10 +438,11 @@ def load_policy(text: str | bytes) -> GatePolicy:
 
 
 DEFAULT_POLICY_YAML = """\
-version: builtin-1
+version: builtin-2
 windows: {size: 5m, lookback: 6, allowed_lateness: 2m, clock_skew: 24h}
-statistics: {confidence: 0.95, sketch_alpha: 0.01}
-proceed: {soak_windows: 3, coverage: 0.9}
+statistics: {confidence: 0.95, sketch_alpha: 0.01, min_effect: 0.01}
+proceed: {soak_windows: 3, coverage: 0.9, confidence: 0.8, pending_share: 0.0}
+slices: {dimensions: [model, region, connectivity_profile, firmware_generation], pairs: true, min_samples: 50}
 hysteresis: {consecutive_breaches: 2}
 telemetry: {offline_factor: 3, max_metric_names: 64}
 default_profile: {report_interval: 1m, ack_timeout: 10m, silence_grace: 15m}
@@ -457,7 +451,7 @@ profiles:
   cellular: {report_interval: 5m, ack_timeout: 30m, silence_grace: 45m}
   sleepy: {report_interval: 1h, ack_timeout: 4h, silence_grace: 4h}
 rules:
-  - {id: ack-failure, metric: ack_failure_rate, above: 0.02, min_samples: 50, action: ROLLBACK}
+  - {id: ack-failure, metric: ack_failure_rate, above: 0.02, margin: 0.01, min_samples: 50, action: ROLLBACK}
   - {id: ack-timeout, metric: ack_timeout_rate, above: 0.05, min_samples: 50, action: PAUSE}
   - {id: continuity, metric: telemetry_continuity, below_baseline: 0.95, min_samples: 50, action: PAUSE}
   - {id: latency-p95, metric: command_latency, quantile: 0.95, above_baseline: 1.5, min_samples: 50,
