@@ -68,6 +68,8 @@ class Flush(PartialBase):
             if info is None or closed == -(2**62):
                 continue
             for idx, mask, sl, agg in self.segments.backfill(info, closed):
+                # history, not arrivals: the late / clock-skew / cap counters stay the rollout's own
+                agg.clock_skew = agg.late_events = agg.metrics_dropped = 0
                 self._agg(idx, self._key(rid, mask, info.previous, True, sl)).merge(agg)
         self._backfill = []
 
