@@ -160,7 +160,16 @@ def _parts(rule: Rule, ev: Evidence, reasons: list[Reason]) -> list[Reason]:
     return decided
 
 
-def _rate(rule: Rule, ev: Evidence, x1: int, dev_windows1: int, x0: int, dev_windows0: int) -> Reason:
+def _rate(
+    rule: Rule,
+    ev: Evidence,
+    policy: GatePolicy,
+    x1: int,
+    dev_windows1: int,
+    x0: int,
+    dev_windows0: int,
+    reports1: int,
+) -> Reason:
     e1 = dev_windows1 * ev.window_ms / _HOUR_MS
     e0 = dev_windows0 * ev.window_ms / _HOUR_MS
     need = rule.required_samples(ev.exposed)
@@ -194,7 +203,11 @@ def _rate(rule: Rule, ev: Evidence, x1: int, dev_windows1: int, x0: int, dev_win
     if lo > rule.threshold:
         return _reason(rule, ev, BREACH, obs, base, dev_windows1, lo, hi, detail)
     phi = math.exp(log_rr + ev.proceed_z * math.sqrt(1.0 / a + 1.0 / b))
-    ok = phi <= rule.proceed_limit()
+    # non-inferiority, or an excess over limit x baseline below min_effect events per report (a
+    # handful of reports with no events on either side must not hold a stage for ever)
+    upper_count = a * math.exp(ev.proceed_z / math.sqrt(a))
+    excess = upper_count - rule.proceed_limit() * (b / e0) * e1
+    ok = phi <= rule.proceed_limit() or excess <= policy.min_effect * reports1
     return _reason(rule, ev, PASS if ok else PENDING, obs, base, dev_windows1, lo, hi,
                    detail if ok else "inconclusive: " + detail)  # fmt: skip
 
@@ -286,9 +299,9 @@ def evaluate_rule(rule: Rule, ev: Evidence, policy: GatePolicy) -> list[Reason]:
         n1, n0 = x1 + ev.treated_reports, x0 + ev.baseline_reports
         return [_proportion(rule, ev, policy, x1, n1, x0, n0, source=ev.decode_baseline_source)]
     if m is Metric.RECONNECT_RATE:
-        return [_rate(rule, ev, t.reconnects, t.reporting, b.reconnects, b.reporting)]
+        return [_rate(rule, ev, policy, t.reconnects, t.reporting, b.reconnects, b.reporting, t.reports)]
     if m is Metric.ERROR_RATE:
-        return [_rate(rule, ev, t.errors, t.reporting, b.errors, b.reporting)]
+        return [_rate(rule, ev, policy, t.errors, t.reporting, b.errors, b.reporting, t.reports)]
     if m is Metric.COMMAND_LATENCY:
         return [_latency(rule, ev, policy)]
     if m is Metric.TELEMETRY_CONTINUITY:
