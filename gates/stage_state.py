@@ -91,9 +91,9 @@ class StageState:
         s.first_exposed = d["f"]
         s.pre_baseline = WindowAggregate.from_dict(d["p"]) if d["p"] is not None else None
         s.pre_decode = WindowAggregate.from_dict(d["pd"]) if d.get("pd") is not None else None
-        s.cum_slices = {k: WindowAggregate.from_dict(v) for k, v in d["cs"].items()}
-        s.ack_slices = {k: WindowAggregate.from_dict(v) for k, v in d["as"].items()}
-        s.pre_slices = {k: WindowAggregate.from_dict(v) for k, v in d["ps"].items()}
+        s.cum_slices = {k: WindowAggregate.from_dict(v) for k, v in d.get("cs", {}).items()}
+        s.ack_slices = {k: WindowAggregate.from_dict(v) for k, v in d.get("as", {}).items()}
+        s.pre_slices = {k: WindowAggregate.from_dict(v) for k, v in d.get("ps", {}).items()}
         return s
 
 
