@@ -66,6 +66,9 @@ class Decider:
         # is emitted only when the action changes, but what a HOLD waits for changes every window.
         # Derived, not state: a restored decider fills it again at its next evaluation.
         self.latest: dict[tuple[str, int], tuple[int, Action, tuple[Reason, ...]]] = {}
+        # per (rollout, window): the window's aggregates with slices added up, for stage-wide sums
+        self._coll: dict[tuple[str, int], tuple[int, dict[CohortKey, WindowAggregate]]] = {}
+        self._coll_dirty: set[tuple[str, int]] = set()
 
     # ----------------------------------------------------------------- inputs
     def observe_plan(self, plan: RolloutPlan) -> None:
@@ -139,6 +142,7 @@ class Decider:
                 if mine is None:
                     mine = store[key] = WindowAggregate()
                 mine.merge(agg)
+                self._coll_dirty.add((rid, idx))
             if key.is_baseline:
                 self._late_pre_decode(rid, idx, key, agg)
             if key.cohort == VERSION_WIDE:
@@ -229,6 +233,7 @@ class Decider:
         for wins in self.windows.values():
             for idx in [i for i in wins if i <= floor]:
                 del wins[idx]
+        self._coll = {k: v for k, v in self._coll.items() if k[1] > floor}
 
     def _evaluate_all(self, idx: int, rids: set[str]) -> list[Decision]:
         out: list[Decision] = []
@@ -246,13 +251,34 @@ class Decider:
         return out
 
     def _sum(self, rid: str, lo: int, hi: int, pick: Any) -> WindowAggregate:
+        """Sum of a rollout's keys ``pick`` selects in windows ``lo..hi``, all slices together."""
         out = WindowAggregate()
         wins = self.windows.get(rid, {})
         for i in range(lo, hi + 1):
-            for key, agg in wins.get(i, {}).items():
+            win = wins.get(i)
+            if not win:
+                continue
+            for key, agg in self._collapsed(rid, i, win).items():
                 if pick(key):
                     out.merge(agg)
         return out
+
+    def _collapsed(
+        self, rid: str, idx: int, win: dict[CohortKey, WindowAggregate]
+    ) -> dict[CohortKey, WindowAggregate]:
+        """A window's aggregates with the slices added up (derived; rebuilt when the window changes)."""
+        got = self._coll.get((rid, idx))
+        if got is None or got[0] != len(win) or (rid, idx) in self._coll_dirty:
+            coll: dict[CohortKey, WindowAggregate] = {}
+            for key, agg in win.items():
+                k = key._replace(slice="")
+                mine = coll.get(k)
+                if mine is None:
+                    mine = coll[k] = WindowAggregate()
+                mine.merge(agg)
+            got = self._coll[(rid, idx)] = (len(win), coll)
+            self._coll_dirty.discard((rid, idx))
+        return got[1]
 
     def _evaluate(
         self, plan: RolloutPlan, stage: int, idx: int, health: list[CohortHealth]
