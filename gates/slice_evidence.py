@@ -96,7 +96,6 @@ def slice_evidence(
                     in_flight_until=na.in_flight_until,
                     stage_devices=na.stage_devices,
                     label=lab,
-                    sequential=False,
                 )
             )
     return out

@@ -28,7 +28,7 @@ def evidence(failures: int, terminal: int, in_flight: int = 0, stage_devices: in
 
 
 def test_latency_regression_in_one_slice_names_the_slice() -> None:
-    _, decisions = run(Field(slow_slice=("eu", "cellular")))
+    _, decisions = run(Field(slow_slice=("eu", "cellular"), slow_factor=3.0))
     paused = next(d for d in decisions if d.action is Action.PAUSE)
     culprits = [r for r in paused.reasons if r.verdict == "breach"]
     assert culprits and all(r.metric.startswith("command_latency_p95@") for r in culprits)
