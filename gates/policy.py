@@ -128,7 +128,7 @@ class GatePolicy:
     min_effect: float = 0.01  # proportion differences below this never hold a PROCEED back
     pending_share: float = 0.0  # share of a stage's devices that may be in flight at PROCEED
     slice_dimensions: tuple[str, ...] = SLICE_DIMENSIONS
-    slice_pairs: bool = True
+    slice_pairs: bool = False
     slice_min_samples: int = 50
     slice_action: str = "stage"  # "stage": a culprit slice stops the stage; "slice": only the slice
 
@@ -323,7 +323,7 @@ def parse_policy(data: Any) -> GatePolicy:
             )
     if len(set(dims)) != len(dims):
         raise PolicyError("slices.dimensions", "duplicate dimension")
-    pairs = sl.get("pairs", True)
+    pairs = sl.get("pairs", False)
     if not isinstance(pairs, bool):
         raise PolicyError("slices.pairs", "expected true or false")
     slice_action = sl.get("action", "stage")
@@ -442,7 +442,7 @@ version: builtin-2
 windows: {size: 5m, lookback: 6, allowed_lateness: 2m, clock_skew: 24h}
 statistics: {confidence: 0.95, sketch_alpha: 0.01, min_effect: 0.01}
 proceed: {soak_windows: 3, coverage: 0.9, confidence: 0.8, pending_share: 0.0}
-slices: {dimensions: [model, region, connectivity_profile, firmware_generation], pairs: true, min_samples: 50}
+slices: {dimensions: [model, region, connectivity_profile, firmware_generation], pairs: false, min_samples: 50}
 hysteresis: {consecutive_breaches: 2}
 telemetry: {offline_factor: 3, max_metric_names: 64}
 default_profile: {report_interval: 1m, ack_timeout: 10m, silence_grace: 15m}
