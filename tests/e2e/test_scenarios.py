@@ -138,7 +138,11 @@ def _run(scenario: str, env: dict[str, str], settings: Settings, tmp_path: Path)
     try:
         assert sim.ready.wait(30), "simulator not ready"
         ex_thread.start()
-        time.sleep(3)  # the first reports flow; the executor has recovered
+        # A fleet has history before a rollout: the first command goes out after one whole gate
+        # window of reports (event time = this clock), so each stage has a pre-update baseline.
+        # Without it, a 10-device first stage is judged against its 10-device control alone.
+        history_end = (time.time() * 1000 // WINDOW_MS + 2) * WINDOW_MS
+        time.sleep(max(3.0, history_end / 1000 - time.time() + 1))
         start(settings, spec, "e2e", f"scenario {scenario}")
         gate_key = status_key(settings, spec.rollout_id)
         final = _wait_final(store, spec.rollout_id, case.timeout_s, worker, gate_key, tmp_path / "gate.jsonl")
