@@ -42,6 +42,9 @@ class CohortKey(NamedTuple):
     cohort: int
     version: str
     is_baseline: bool
+    # the devices' slice: model, firmware generation, region, connectivity profile (KNOWN_SEP-joined;
+    # "" for version-wide counts), so the decider can evaluate every rule per slice
+    slice: str = ""
 
 
 COUNT_FIELDS = (
@@ -67,6 +70,7 @@ COUNT_FIELDS = (
     "late_events",  # events that arrived after their window had closed
     "clock_skew",  # events whose device time was replaced by ingest time
     "metrics_dropped",  # metric names ignored because of the max_metric_names cap
+    "in_flight",  # snapshot: stage devices commanded, not applied, no terminal ack, inside ack timeout
 )
 
 
@@ -81,6 +85,7 @@ class WindowAggregate:
         "profile_reporting",
         "profile_expected",
         "latency",
+        "in_flight_until",
     )
 
     def __init__(self) -> None:
@@ -92,6 +97,7 @@ class WindowAggregate:
         self.profile_reporting: dict[str, int] = {}
         self.profile_expected: dict[str, int] = {}
         self.latency: DDSketch | None = None
+        self.in_flight_until = 0  # snapshot: latest ack deadline of the in-flight devices (max-merged)
 
     # ``reports`` etc. are declared through __slots__; mypy needs the types spelled out.
     reports: int
@@ -116,6 +122,7 @@ class WindowAggregate:
     late_events: int
     clock_skew: int
     metrics_dropped: int
+    in_flight: int
 
     def merge(self, other: WindowAggregate) -> None:
         for f in COUNT_FIELDS:
@@ -131,6 +138,8 @@ class WindowAggregate:
         ):
             for k, v in theirs.items():
                 mine[k] = mine.get(k, 0) + v
+        if other.in_flight_until > self.in_flight_until:
+            self.in_flight_until = other.in_flight_until
         if other.latency is not None:
             if self.latency is None:
                 self.latency = DDSketch(other.latency.alpha)
@@ -161,6 +170,7 @@ class WindowAggregate:
             and not self.profile_reporting
             and not self.profile_expected
             and self.latency is None
+            and not self.in_flight_until
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,6 +181,8 @@ class WindowAggregate:
                 d[name] = dict(sorted(m.items()))
         if self.latency is not None:
             d["latency"] = self.latency.to_dict()
+        if self.in_flight_until:
+            d["in_flight_until"] = self.in_flight_until
         return d
 
     @classmethod
@@ -184,6 +196,7 @@ class WindowAggregate:
                 setattr(a, name, {str(k): int(v) for k, v in d[name].items()})
         if "latency" in d:
             a.latency = DDSketch.from_dict(d["latency"])
+        a.in_flight_until = int(d.get("in_flight_until", 0))
         return a
 
     def __eq__(self, other: object) -> bool:

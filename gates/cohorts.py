@@ -34,10 +34,22 @@ _DEFAULT_ATTRS = attribute_tuple(DeviceAttributes(device_id=""))
 class RolloutInfo:
     """The parts of a rollout plan the engine needs, with selectors pre-indexed."""
 
-    __slots__ = ("rollout_id", "target", "previous", "firmware", "selectors", "percents", "plan", "n_stages")
+    __slots__ = (
+        "rollout_id",
+        "target",
+        "previous",
+        "firmware",
+        "selectors",
+        "percents",
+        "plan",
+        "n_stages",
+        "published_ms",
+    )
 
-    def __init__(self, plan: RolloutPlan) -> None:
+    def __init__(self, plan: RolloutPlan, published_ms: int | None = None) -> None:
         self.plan = plan
+        # when the rollout's first plan was published: no exposure of it starts earlier
+        self.published_ms = plan.updated_at_ms if published_ms is None else published_ms
         self.rollout_id = plan.rollout_id
         self.target = plan.target_version
         self.previous = plan.previous_version
@@ -82,10 +94,11 @@ class RolloutInfo:
 class Membership:
     """One device's place in one rollout (shared between devices with the same place)."""
 
-    __slots__ = ("rollout", "assigned", "mask", "treated_stage", "keys")
+    __slots__ = ("rollout", "assigned", "mask", "treated_stage", "keys", "slice")
 
-    def __init__(self, rollout: RolloutInfo, assigned: int, mask: int) -> None:
+    def __init__(self, rollout: RolloutInfo, assigned: int, mask: int, slice_: str = "") -> None:
         self.rollout = rollout
+        self.slice = slice_  # the devices' slice (see gates.aggregates.CohortKey)
         self.assigned = assigned
         self.mask = mask
         # stage a device counts under once it runs the target without a command naming one

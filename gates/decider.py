@@ -23,13 +23,15 @@ from gates.health import cohort_health
 from gates.policy import GatePolicy
 from gates.rules import BREACH, PASS, PENDING, Evidence, evaluate_rule
 from gates.serial import plan_from_dict, plan_to_dict
+from gates.slice_evidence import slice_evidence
+from gates.slices import holm_breaches
 from gates.stage_state import StageState, add_cum
 from gates.stats import normal_quantile
 from gates.wire import WindowPartial
 
 __all__ = ["ENGINE_VERSION", "Decider", "StageState", "decision_id"]
 
-ENGINE_VERSION = "3"  # 2: metric presence compared per report shape; 3: pre-update decode baseline
+ENGINE_VERSION = "4"  # 4: corrected device time, fleet-segment baselines, outcomes in flight
 _EVALUATED = (RolloutState.ACTIVE, RolloutState.PAUSED)
 _NEG = -(2**62)
 
@@ -47,6 +49,7 @@ class Decider:
         self.policy = policy
         self._w = policy.window_ms
         self._z = normal_quantile(policy.confidence)
+        self._zp = normal_quantile(policy.proceed_confidence)
         self.plans: dict[str, RolloutPlan] = {}
         self.windows: dict[str, dict[int, dict[CohortKey, WindowAggregate]]] = {}
         self.stages: dict[tuple[str, int], StageState] = {}
@@ -63,6 +66,9 @@ class Decider:
         # is emitted only when the action changes, but what a HOLD waits for changes every window.
         # Derived, not state: a restored decider fills it again at its next evaluation.
         self.latest: dict[tuple[str, int], tuple[int, Action, tuple[Reason, ...]]] = {}
+        # per (rollout, window): the window's aggregates with slices added up, for stage-wide sums
+        self._coll: dict[tuple[str, int], tuple[int, dict[CohortKey, WindowAggregate]]] = {}
+        self._coll_dirty: set[tuple[str, int]] = set()
 
     # ----------------------------------------------------------------- inputs
     def observe_plan(self, plan: RolloutPlan) -> None:
@@ -82,6 +88,9 @@ class Decider:
         st.ack_upto_ms = max(st.ack_upto_ms, upto_window_end_ms)
         st.cum_at_ack = WindowAggregate()
         add_cum(st.cum_at_ack, st.cum)
+        st.ack_slices = {}
+        for k, agg in st.cum_slices.items():
+            add_cum(st.ack_slices.setdefault(k, WindowAggregate()), agg)
         st.streaks.clear()
         st.last_action = None
         self.dirty.add(rollout_id)
@@ -133,6 +142,7 @@ class Decider:
                 if mine is None:
                     mine = store[key] = WindowAggregate()
                 mine.merge(agg)
+                self._coll_dirty.add((rid, idx))
             if key.is_baseline:
                 self._late_pre_decode(rid, idx, key, agg)
             if key.cohort == VERSION_WIDE:
@@ -140,11 +150,12 @@ class Decider:
             if not key.is_baseline:
                 st = self._stage(rid, key.cohort)
                 add_cum(st.cum, agg)
+                add_cum(st.cum_slices.setdefault(key.slice, WindowAggregate()), agg)
                 if (agg.commanded > 0 or agg.applied > 0) and (
                     st.first_exposed is None or idx < st.first_exposed
                 ):
                     st.first_exposed = idx
-                    st.pre_baseline = self._pre_baseline(rid, key.cohort, idx)
+                    st.pre_baseline, st.pre_slices = self._pre_baseline(rid, key.cohort, idx)
                     st.pre_decode = self._pre_decode(rid, idx)
             else:
                 for (srid, sidx), st in self.stages.items():
@@ -156,6 +167,7 @@ class Decider:
                         and st.first_exposed - lookback <= idx < st.first_exposed
                     ):
                         st.pre_baseline.merge(agg)
+                        st.pre_slices.setdefault(key.slice, WindowAggregate()).merge(agg)
 
     def _pre_decode(self, rid: str, first: int) -> WindowAggregate:
         """Previous-version reports and decode errors of the rollout in the look-back before `first`."""
@@ -179,14 +191,18 @@ class Decider:
             ):
                 _add_decode_sample(st.pre_decode, key, agg)
 
-    def _pre_baseline(self, rid: str, stage: int, first: int) -> WindowAggregate:
+    def _pre_baseline(
+        self, rid: str, stage: int, first: int
+    ) -> tuple[WindowAggregate, dict[str, WindowAggregate]]:
         out = WindowAggregate()
-        for idx, win in self.windows.get(rid, {}).items():
+        slices: dict[str, WindowAggregate] = {}
+        for idx, win in sorted(self.windows.get(rid, {}).items()):
             if first - self.policy.lookback_windows <= idx < first:
-                for key, agg in win.items():
+                for key, agg in sorted(win.items()):
                     if key.is_baseline and key.cohort != VERSION_WIDE and key.cohort >> stage & 1:
                         out.merge(agg)
-        return out
+                        slices.setdefault(key.slice, WindowAggregate()).merge(agg)
+        return out, slices
 
     # ------------------------------------------------------------- evaluation
     def advance(self, watermark_ms: int) -> list[Decision]:
@@ -217,6 +233,7 @@ class Decider:
         for wins in self.windows.values():
             for idx in [i for i in wins if i <= floor]:
                 del wins[idx]
+        self._coll = {k: v for k, v in self._coll.items() if k[1] > floor}
 
     def _evaluate_all(self, idx: int, rids: set[str]) -> list[Decision]:
         out: list[Decision] = []
@@ -234,13 +251,34 @@ class Decider:
         return out
 
     def _sum(self, rid: str, lo: int, hi: int, pick: Any) -> WindowAggregate:
+        """Sum of a rollout's keys ``pick`` selects in windows ``lo..hi``, all slices together."""
         out = WindowAggregate()
         wins = self.windows.get(rid, {})
         for i in range(lo, hi + 1):
-            for key, agg in wins.get(i, {}).items():
+            win = wins.get(i)
+            if not win:
+                continue
+            for key, agg in self._collapsed(rid, i, win).items():
                 if pick(key):
                     out.merge(agg)
         return out
+
+    def _collapsed(
+        self, rid: str, idx: int, win: dict[CohortKey, WindowAggregate]
+    ) -> dict[CohortKey, WindowAggregate]:
+        """A window's aggregates with the slices added up (derived; rebuilt when the window changes)."""
+        got = self._coll.get((rid, idx))
+        if got is None or got[0] != len(win) or (rid, idx) in self._coll_dirty:
+            coll: dict[CohortKey, WindowAggregate] = {}
+            for key, agg in win.items():
+                k = key._replace(slice="")
+                mine = coll.get(k)
+                if mine is None:
+                    mine = coll[k] = WindowAggregate()
+                mine.merge(agg)
+            got = self._coll[(rid, idx)] = (len(win), coll)
+            self._coll_dirty.discard((rid, idx))
+        return got[1]
 
     def _evaluate(
         self, plan: RolloutPlan, stage: int, idx: int, health: list[CohortHealth]
@@ -253,16 +291,20 @@ class Decider:
         treated = self._sum(rid, lo, idx, treated_pick)
         control = self._sum(rid, lo, idx, base_pick)
         baseline, source = control, "control"
+        if st.pre_baseline is not None and st.pre_baseline.reports and st.first_exposed is not None:
+            # The stage's own devices on the previous version before its first exposure (from the
+            # fleet segments when the plan came later), pooled with the control windows since: the
+            # same population before and alongside the update, a superset of the control's look-back
+            # (windows before the first exposure are in the pre-update sum).  The control alone
+            # shrinks as this stage and later ones update; a few devices are a noisy yardstick.
+            baseline, source = WindowAggregate(), "pre-update"
+            baseline.merge(st.pre_baseline)
+            after = self._sum(rid, max(lo, st.first_exposed), idx, base_pick)
+            if after.reports:
+                baseline.merge(after)
+                source = "pre-update+control"
         min_base = max((r.min_samples for r in pol.rules), default=0)
-        if st.pre_baseline is not None and st.pre_baseline.reports > control.reports:
-            # The stage's own reports from before its first exposure replace the control when the
-            # control is too small to use, or when they span a whole look-back of reporting (not
-            # the rollout's first, partial windows) and outnumber it: the control shrinks as this
-            # stage and later ones update, and a few not-yet-updated devices are a noisy yardstick.
-            first = st.first_exposed if st.first_exposed is not None else idx
-            whole = first - pol.lookback_windows >= self.first_reports.get(rid, first)
-            if whole or (control.population < min_base and control.reports < min_base):
-                baseline, source = st.pre_baseline, "pre-update"
+        now = self._sum(rid, idx, idx, treated_pick)
         cum = WindowAggregate()
         add_cum(cum, st.cum)
         add_cum(cum, st.cum_at_ack, -1)
@@ -289,6 +331,11 @@ class Decider:
             exposed=st.cum.commanded,
             window_ms=w,
             z=self._z,
+            alpha=pol.alpha,
+            proceed_z=self._zp,
+            in_flight=now.in_flight,
+            in_flight_until=now.in_flight_until,
+            stage_devices=now.stage_devices,
         )
         reasons: list[Reason] = []
         action = Action.PROCEED
@@ -296,8 +343,11 @@ class Decider:
         # a stage the rollout has moved past stays PROCEED unless a rule breaches: its control
         # population shrinks as later stages update, and "too few samples" is no news there
         passed = stage < plan.current_stage
+        sliced = slice_evidence(pol, ev, st, self.windows.get(rid, {}), lo, idx, stage, source != "control")
         for rule in pol.rules:
             parts = evaluate_rule(rule, ev, pol)
+            # a regression confined to a slice: Holm across the rule's slices, breaches only
+            parts += holm_breaches(rule, sliced, pol)
             verdicts = {r.verdict for r in parts}
             hit = True if BREACH in verdicts else (None if PENDING in verdicts else False)
             count = st.streak(rule.id, idx, hit)
@@ -311,7 +361,6 @@ class Decider:
                 if not passed:
                     action = max(action, Action.HOLD, key=lambda a: a.rank)
         # PROCEED needs exposure, soak and coverage on top of every rule passing
-        now = self._sum(rid, idx, idx, treated_pick)
         coverage = now.stage_healthy / now.stage_devices if now.stage_devices else 0.0
         ok = all_pass and st.cum.commanded + st.cum.applied > 0 and coverage >= pol.coverage
         soaked = st.streak("__proceed__", idx, ok)
@@ -380,7 +429,9 @@ class Decider:
             dec.plans = {k: plan_from_dict(v) for k, v in d["plans"].items()}
             dec.windows = {
                 rid: {
-                    int(i): {CohortKey(k[0], k[1], k[2], k[3]): WindowAggregate.from_dict(a) for k, a in win}
+                    int(i): {
+                        CohortKey(k[0], k[1], k[2], k[3], k[4]): WindowAggregate.from_dict(a) for k, a in win
+                    }
                     for i, win in wins
                 }
                 for rid, wins in d["windows"].items()

@@ -70,7 +70,20 @@ class Exposure:
 class DeviceState:
     """Compact state of one device: report history as a bit mask, exposures, memberships."""
 
-    __slots__ = ("attrs", "gen", "memb", "first_seen", "hi", "rep", "exposures", "known")
+    __slots__ = (
+        "attrs",
+        "gen",
+        "memb",
+        "first_seen",
+        "hi",
+        "rep",
+        "exposures",
+        "known",
+        "off",
+        "cand",
+        "cn",
+        "seg",
+    )
 
     def __init__(self) -> None:
         self.attrs: tuple[str, ...] | None = None
@@ -81,6 +94,12 @@ class DeviceState:
         self.rep = 0  # bit i set = reported in window ``hi - i``
         self.exposures: tuple[Exposure, ...] = ()
         self.known = ""  # metrics carried on a previous version (a known-set key, shared)
+        # device clock: ``off`` = the established offset (ingest - event time, 0 while in sync);
+        # ``cand``/``cn`` = the offset the latest reports agree on and how many agree (see clock.py)
+        self.off = 0
+        self.cand = 0
+        self.cn = 0
+        self.seg: tuple[str, ...] | None = None  # fleet segment of the latest report (cache)
 
     def exposure(self, rollout_id: str) -> Exposure | None:
         for e in self.exposures:

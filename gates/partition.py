@@ -22,7 +22,7 @@ from gates.wire import WindowPartial
 __all__ = ["PartitionEngine", "WindowSink"]
 
 _NEG = -(2**62)
-_STATE_VERSION = 2  # 2: metric presence per report shape
+_STATE_VERSION = 3  # 2: metric presence per report shape; 3: device clocks, fleet segments
 
 
 class WindowSink(Protocol):
@@ -76,8 +76,8 @@ class PartitionEngine:
             if tp is Telemetry or tp is Ack:
                 t = ev.event_time_ms  # type: ignore[attr-defined]
                 ing = ev.ingest_time_ms  # type: ignore[attr-defined]
-                if t - ing > skew or ing - t > skew:
-                    t = ing
+                if t > ing or ing - t > skew:
+                    t = ing  # nothing reports from the future; beyond the skew: broker time
             elif tp is DeviceCommand:
                 t = ev.issued_at_ms  # type: ignore[attr-defined]
             else:

@@ -29,6 +29,10 @@ MAX_STRING = 128
 MAX_PROFILES = 32
 MAX_YAML_BYTES = 256 * 1024
 MAX_DURATION_MS = 366 * 86_400_000  # issue 8: no duration in a policy exceeds a year
+# inventory attributes a stage's rules are also evaluated per value of (and per pair of)
+SLICE_DIMENSIONS = ("model", "region", "connectivity_profile", "firmware_generation")
+# the attributes aggregates are keyed by (gates.aggregates.CohortKey.slice): the ones a slice may use
+SLICEABLE = SLICE_DIMENSIONS
 
 
 class Metric(StrEnum):
@@ -86,6 +90,16 @@ class Rule:
     min_exposed_ratio: float = 0.0
     consecutive: int = 1
     quantile: float = 0.95
+    # PROCEED needs the good-side bound within this of the baseline (relative: a ratio
+    # difference, e.g. 0.2 = "at most 1.2x baseline"; absolute: added to the threshold).  Positive
+    # for `above` rules, negative for `below` rules; None: the breach threshold itself.
+    margin: float | None = None
+
+    def proceed_limit(self) -> float:
+        """The value PROCEED must prove the metric is better than (ratio for relative rules)."""
+        if self.relative:
+            return 1.0 + self.margin if self.margin is not None else self.threshold
+        return self.threshold + (self.margin or 0.0)
 
     def required_samples(self, exposed_devices: int) -> int:
         """``max(min_samples, ceil(min_exposed_ratio x exposed devices))``."""
@@ -96,7 +110,7 @@ class Rule:
 class GatePolicy:
     """A frozen, versioned gate policy.  Build it with :func:`parse_policy`/:func:`load_policy`."""
 
-    version: str = "builtin-1"
+    version: str = "builtin-2"
     window_ms: int = 300_000
     lookback_windows: int = 6
     allowed_lateness_ms: int = 120_000
@@ -110,6 +124,17 @@ class GatePolicy:
     profiles: Mapping[str, Profile] = field(default_factory=dict)
     default_profile: Profile = Profile(60_000, 600_000, 900_000)
     rules: tuple[Rule, ...] = ()
+    proceed_confidence: float = 0.8  # of the non-inferiority evidence PROCEED needs
+    min_effect: float = 0.01  # proportion differences below this never hold a PROCEED back
+    pending_share: float = 0.0  # share of a stage's devices that may be in flight at PROCEED
+    slice_dimensions: tuple[str, ...] = SLICE_DIMENSIONS
+    slice_pairs: bool = False
+    slice_min_samples: int = 50
+    slice_action: str = "stage"  # "stage": a culprit slice stops the stage; "slice": only the slice
+
+    @property
+    def alpha(self) -> float:
+        return 1.0 - self.confidence
 
     def profile(self, name: str) -> Profile:
         return self.profiles.get(name, self.default_profile)
@@ -194,6 +219,7 @@ _RULE_KEYS = {
     "min_exposed_ratio",
     "consecutive",
     "quantile",
+    "margin",
 }
 
 
@@ -233,8 +259,21 @@ def _rule(v: Any, path: str, default_consecutive: int) -> Rule:
         1000,
         integer=True,
     )
+    margin = None
+    if "margin" in d:
+        margin = float(_num(d["margin"], f"{path}.margin", -1e9, 1e9))
+        above = form.startswith("above")
+        if (above and margin < 0) or (not above and margin > 0):
+            raise PolicyError(
+                f"{path}.margin",
+                f"must be {'>= 0' if above else '<= 0'} for {'an above' if above else 'a below'} rule "
+                "(the degradation PROCEED tolerates, in the bad direction)",
+            )
+        if relative and margin <= -1:
+            raise PolicyError(f"{path}.margin", "must be above -1 (a ratio 1 + margin > 0)")
     return Rule(
         id=rid,
+        margin=margin,
         metric=metric,
         direction="above" if form.startswith("above") else "below",
         threshold=threshold,
@@ -257,6 +296,7 @@ _TOP = {
     "profiles",
     "default_profile",
     "rules",
+    "slices",
 }
 
 
@@ -267,8 +307,41 @@ def parse_policy(data: Any) -> GatePolicy:
         raise PolicyError("version", "required key is missing")
     version = _str(str(d["version"]) if isinstance(d["version"], int | float) else d["version"], "version")
     w = _map(d.get("windows", {}), "windows", {"size", "lookback", "allowed_lateness", "clock_skew"})
-    st = _map(d.get("statistics", {}), "statistics", {"confidence", "sketch_alpha"})
-    pr = _map(d.get("proceed", {}), "proceed", {"soak_windows", "coverage"})
+    st = _map(d.get("statistics", {}), "statistics", {"confidence", "alpha", "sketch_alpha", "min_effect"})
+    pr = _map(d.get("proceed", {}), "proceed", {"soak_windows", "coverage", "pending_share", "confidence"})
+    sl = _map(d.get("slices", {}), "slices", {"dimensions", "pairs", "min_samples", "action"})
+    dims = sl.get("dimensions", list(SLICE_DIMENSIONS))
+    if not isinstance(dims, list) or len(dims) > len(SLICEABLE):
+        raise PolicyError(
+            "slices.dimensions", f"expected a list of inventory attributes ({', '.join(SLICEABLE)})"
+        )
+    for i, dim in enumerate(dims):
+        if dim not in SLICEABLE:
+            raise PolicyError(
+                f"slices.dimensions[{i}]",
+                f"unknown slice dimension {str(dim)[:40]!r} (known: {', '.join(SLICEABLE)})",
+            )
+    if len(set(dims)) != len(dims):
+        raise PolicyError("slices.dimensions", "duplicate dimension")
+    pairs = sl.get("pairs", False)
+    if not isinstance(pairs, bool):
+        raise PolicyError("slices.pairs", "expected true or false")
+    slice_action = sl.get("action", "stage")
+    if slice_action not in ("stage", "slice"):
+        raise PolicyError("slices.action", "must be 'stage' or 'slice'")
+    if "alpha" in st and "confidence" in st:
+        raise PolicyError("statistics.alpha", "give alpha or confidence, not both")
+    if "alpha" in st:
+        a = st["alpha"]
+        if isinstance(a, bool) or not isinstance(a, int | float) or not 0.0 < a < 0.5:
+            raise PolicyError("statistics.alpha", f"must be a number in (0, 0.5), got {str(a)[:40]!r}")
+        confidence = 1.0 - float(a)
+    else:
+        confidence = float(_num(st.get("confidence", 0.95), "statistics.confidence", 0.5, 0.9999))
+        if confidence <= 0.5:
+            raise PolicyError(
+                "statistics.confidence", "must be above 0.5 (alpha = 1 - confidence in (0, 0.5))"
+            )
     hy = _map(d.get("hysteresis", {}), "hysteresis", {"consecutive_breaches"})
     te = _map(d.get("telemetry", {}), "telemetry", {"offline_factor", "max_metric_names"})
     base = GatePolicy()
@@ -311,7 +384,14 @@ def parse_policy(data: Any) -> GatePolicy:
             w.get("allowed_lateness", base.allowed_lateness_ms), "windows.allowed_lateness"
         ),
         clock_skew_ms=_dur(w.get("clock_skew", base.clock_skew_ms), "windows.clock_skew"),
-        confidence=float(_num(st.get("confidence", base.confidence), "statistics.confidence", 0.5, 0.9999)),
+        confidence=confidence,
+        min_effect=float(_num(st.get("min_effect", base.min_effect), "statistics.min_effect", 0.0, 1.0)),
+        proceed_confidence=float(_num(pr.get("confidence", 0.8), "proceed.confidence", 0.5, 0.9999)),
+        pending_share=float(_num(pr.get("pending_share", 0.0), "proceed.pending_share", 0.0, 1.0)),
+        slice_dimensions=tuple(dims),
+        slice_pairs=pairs,
+        slice_min_samples=_num(sl.get("min_samples", 50), "slices.min_samples", 1, 10**9, integer=True),
+        slice_action=slice_action,
         sketch_alpha=float(
             _num(st.get("sketch_alpha", base.sketch_alpha), "statistics.sketch_alpha", 0.001, 0.1)
         ),
@@ -358,10 +438,11 @@ def load_policy(text: str | bytes) -> GatePolicy:
 
 
 DEFAULT_POLICY_YAML = """\
-version: builtin-1
+version: builtin-2
 windows: {size: 5m, lookback: 6, allowed_lateness: 2m, clock_skew: 24h}
-statistics: {confidence: 0.95, sketch_alpha: 0.01}
-proceed: {soak_windows: 3, coverage: 0.9}
+statistics: {confidence: 0.95, sketch_alpha: 0.01, min_effect: 0.01}
+proceed: {soak_windows: 3, coverage: 0.9, confidence: 0.8, pending_share: 0.0}
+slices: {dimensions: [model, region, connectivity_profile, firmware_generation], pairs: false, min_samples: 50}
 hysteresis: {consecutive_breaches: 2}
 telemetry: {offline_factor: 3, max_metric_names: 64}
 default_profile: {report_interval: 1m, ack_timeout: 10m, silence_grace: 15m}
@@ -370,7 +451,7 @@ profiles:
   cellular: {report_interval: 5m, ack_timeout: 30m, silence_grace: 45m}
   sleepy: {report_interval: 1h, ack_timeout: 4h, silence_grace: 4h}
 rules:
-  - {id: ack-failure, metric: ack_failure_rate, above: 0.02, min_samples: 50, action: ROLLBACK}
+  - {id: ack-failure, metric: ack_failure_rate, above: 0.02, margin: 0.01, min_samples: 50, action: ROLLBACK}
   - {id: ack-timeout, metric: ack_timeout_rate, above: 0.05, min_samples: 50, action: PAUSE}
   - {id: continuity, metric: telemetry_continuity, below_baseline: 0.95, min_samples: 50, action: PAUSE}
   - {id: latency-p95, metric: command_latency, quantile: 0.95, above_baseline: 1.5, min_samples: 50,

@@ -1,14 +1,18 @@
 """Rule evaluation: one rule over treated/baseline evidence -> one or more Reasons.
 
-Every rule gets one of three verdicts:
+Every rule gets one of three verdicts, from *always-valid* bounds (see
+:func:`gates.stats.sequential_z`: the gate looks after every window, and a fixed-horizon test
+per look would inflate false stops over a rollout):
 
-* ``breach``  - the evidence is *significant*: the one-sided confidence bound is past
-  the threshold (for baseline-relative rules, the test of ``treated - ratio x
-  baseline`` is significant);
-* ``pending`` - too few samples (below ``max(min_samples, ratio x exposed)``), no
-  usable baseline, or *ambiguous* (the estimate is past the threshold but not
-  significantly so);
-* ``pass``    - enough samples and the estimate is on the good side of the threshold.
+* ``breach``  - the bound on the good side of the estimate is past the threshold: significant;
+* ``pass``    - enough samples and positive evidence of non-inferiority: the bound on the bad
+  side is within the rule's PROCEED limit (``margin``; default the threshold);
+* ``pending`` - too few samples (below ``max(min_samples, ratio x exposed)``), no usable
+  baseline, or inconclusive (neither bound decides yet).
+
+Outcomes in flight: the ack rules also ask what the devices still waiting for a terminal ack
+(inside their ack timeout) would do if they all failed; a pass that they could turn into a
+breach is pending, unless the policy accepts that share in flight.
 """
 
 from __future__ import annotations
@@ -20,9 +24,9 @@ from gates.aggregates import WindowAggregate
 from gates.events import Reason
 from gates.policy import GatePolicy, Metric, Rule
 from gates.sketch import DDSketch
-from gates.stats import proportion_vs_baseline, rate_ratio_interval, wilson_interval
+from gates.stats import normal_quantile, sequential_z, wilson_interval
 
-__all__ = ["Evidence", "evaluate_rule"]
+__all__ = ["BREACH", "PASS", "PENDING", "Evidence", "evaluate_rule"]
 
 BREACH, PENDING, PASS = "breach", "pending", "pass"
 _HOUR_MS = 3_600_000
@@ -43,11 +47,23 @@ class Evidence:
     baseline_reports: int
     exposed: int  # devices commanded in the stage
     window_ms: int
-    z: float
+    z: float  # kept for callers; the tests use sequential_z(n, alpha)
+    alpha: float = 0.05  # false stops: the breach bounds
+    proceed_z: float = 0.8416  # non-inferiority bounds (fixed per look, at proceed.confidence)
+    in_flight: int = 0  # stage devices commanded, not applied, no terminal ack, inside ack timeout
+    in_flight_until: int = 0  # the latest ack deadline among them (ms)
+    stage_devices: int = 0
+    label: str = ""  # "@dim=value,..." of a slice, "" for the whole stage
+    sequential: bool = True  # always-valid bounds; False: fixed-horizon (slices, under Holm)
+
+    def bound_z(self, n: int, alpha: float | None = None) -> float:
+        a = self.alpha if alpha is None else alpha
+        return sequential_z(n, a) if self.sequential else normal_quantile(1.0 - a)
 
 
 def _reason(
     rule: Rule,
+    ev: Evidence,
     verdict: str,
     observed: float | None,
     baseline: float | None,
@@ -59,7 +75,7 @@ def _reason(
 ) -> Reason:
     return Reason(
         rule_id=rule.id,
-        metric=metric or rule.metric.value,
+        metric=(metric or rule.metric.value) + ev.label,
         verdict=verdict,
         observed=observed,
         baseline=baseline,
@@ -71,13 +87,14 @@ def _reason(
     )
 
 
-def _worse(value: float, limit: float, above: bool) -> bool:
-    return value > limit if above else value < limit
+def _short(detail: str) -> bool:
+    return detail.startswith(("needs", "baseline needs"))
 
 
 def _proportion(
     rule: Rule,
     ev: Evidence,
+    policy: GatePolicy,
     x1: int,
     n1: int,
     x0: int,
@@ -89,62 +106,110 @@ def _proportion(
     need = rule.required_samples(ev.exposed)
     x1 = min(x1, n1)
     x0 = min(x0, n0)
-    lo, hi = wilson_interval(x1, n1, ev.z)
     p1 = x1 / n1 if n1 else None
     if n1 < need or p1 is None:
-        return _reason(rule, PENDING, p1, None, n1, None, None, f"needs {need} samples", metric)
+        return _reason(rule, ev, PENDING, p1, None, n1, None, None, f"needs {need} samples", metric)
+    z = ev.bound_z(n1)
+    lo, hi = wilson_interval(x1, n1, z)
     if not rule.relative:
-        if _worse(lo if above else hi, rule.threshold, above):
-            return _reason(rule, BREACH, p1, None, n1, lo, hi, "significant", metric)
-        verdict = PENDING if _worse(p1, rule.threshold, above) else PASS
-        return _reason(rule, verdict, p1, None, n1, lo, hi, "ambiguous" if verdict == PENDING else "", metric)
+        limit = rule.proceed_limit()
+        if (lo > rule.threshold) if above else (hi < rule.threshold):
+            return _reason(rule, ev, BREACH, p1, None, n1, lo, hi, "significant", metric)
+        plo, phi = wilson_interval(x1, n1, ev.proceed_z)
+        ok = phi <= limit if above else plo >= limit
+        detail = "" if ok else f"inconclusive: bound {phi if above else plo:.4g} vs {limit:g}"
+        return _reason(rule, ev, PASS if ok else PENDING, p1, None, n1, lo, hi, detail, metric)
+    src = source or ev.baseline_source
     if n0 < rule.min_samples:
         return _reason(
-            rule, PENDING, p1, None, n1, lo, hi, f"baseline needs {rule.min_samples} samples", metric
+            rule, ev, PENDING, p1, None, n1, lo, hi, f"baseline needs {rule.min_samples} samples", metric
         )
     p0 = x0 / n0
-    z, _diff, _se = proportion_vs_baseline(x1, n1, x0, n0, rule.threshold)
-    detail = f"{rule.direction} {rule.threshold:g} x {source or ev.baseline_source} baseline, z={z:.2f}"
-    if (z > ev.z) if above else (z < -ev.z):
-        return _reason(rule, BREACH, p1, p0, n1, lo, hi, detail, metric)
-    verdict = PENDING if _worse(p1, rule.threshold * p0, above) else PASS
-    return _reason(rule, verdict, p1, p0, n1, lo, hi, detail, metric)
+    # Agresti-Caffo adjusted (+1 success, +1 failure per group): 0 % and 100 % stay usable
+    a1, a0 = (x1 + 1) / (n1 + 2), (x0 + 1) / (n0 + 2)
+    r, m = rule.threshold, rule.proceed_limit()
+    se = math.sqrt(a1 * (1 - a1) / (n1 + 2) + r * r * a0 * (1 - a0) / (n0 + 2))
+    zb = (a1 - r * a0) / se
+    detail = f"{rule.direction} {r:g} x {src} baseline (n={n0}), z={zb:.2f} vs {z:.2f}"
+    if (zb > z) if above else (zb < -z):
+        return _reason(rule, ev, BREACH, p1, p0, n1, lo, hi, detail, metric)
+    # non-inferiority: the bad-side bound of p1 - limit x p0 is within the smallest effect that matters
+    # non-inferiority: the treated bound within limit x baseline, give or take the smallest
+    # difference that matters (a baseline of 0 % or 0.1 % must not hold a stage for ever)
+    plo, phi = wilson_interval(x1, n1, ev.proceed_z)
+    ok = phi <= m * a0 + policy.min_effect if above else plo >= m * a0 - policy.min_effect
+    return _reason(
+        rule,
+        ev,
+        PASS if ok else PENDING,
+        p1,
+        p0,
+        n1,
+        lo,
+        hi,
+        detail if ok else "inconclusive: " + detail,
+        metric,
+    )
 
 
-def _parts(rule: Rule, reasons: list[Reason]) -> list[Reason]:
+def _parts(rule: Rule, ev: Evidence, reasons: list[Reason]) -> list[Reason]:
     """A multi-part rule (per profile, per metric name): parts short of samples are skipped."""
-    decided = [r for r in reasons if not r.detail.startswith(("needs", "baseline needs"))]
+    decided = [r for r in reasons if not _short(r.detail)]
     if not decided:
-        return reasons[:1] or [_reason(rule, PENDING, None, None, 0, detail="needs samples")]
+        return reasons[:1] or [_reason(rule, ev, PENDING, None, None, 0, detail="needs samples")]
     return decided
 
 
-def _rate(rule: Rule, ev: Evidence, x1: int, dev_windows1: int, x0: int, dev_windows0: int) -> Reason:
+def _rate(
+    rule: Rule,
+    ev: Evidence,
+    policy: GatePolicy,
+    x1: int,
+    dev_windows1: int,
+    x0: int,
+    dev_windows0: int,
+    reports1: int,
+) -> Reason:
     e1 = dev_windows1 * ev.window_ms / _HOUR_MS
     e0 = dev_windows0 * ev.window_ms / _HOUR_MS
     need = rule.required_samples(ev.exposed)
     obs = x1 / e1 if e1 else None
     if dev_windows1 < need or obs is None:
-        return _reason(rule, PENDING, obs, None, dev_windows1, detail=f"needs {need} device-windows")
+        return _reason(rule, ev, PENDING, obs, None, dev_windows1, detail=f"needs {need} device-windows")
+    z = ev.bound_z(dev_windows1)
+    a = x1 + 0.5
     if not rule.relative:
-        a = x1 + 0.5
-        lo, hi = (a / e1) * math.exp(-ev.z / math.sqrt(a)), (a / e1) * math.exp(ev.z / math.sqrt(a))
+        lo, hi = (a / e1) * math.exp(-z / math.sqrt(a)), (a / e1) * math.exp(z / math.sqrt(a))
         if lo > rule.threshold:
-            return _reason(rule, BREACH, obs, None, dev_windows1, lo, hi, "per device-hour")
-        verdict = PENDING if obs > rule.threshold else PASS
-        return _reason(rule, verdict, obs, None, dev_windows1, lo, hi, "per device-hour")
+            return _reason(rule, ev, BREACH, obs, None, dev_windows1, lo, hi, "per device-hour")
+        ok = (a / e1) * math.exp(ev.proceed_z / math.sqrt(a)) <= rule.proceed_limit()
+        return _reason(rule, ev, PASS if ok else PENDING, obs, None, dev_windows1, lo, hi,
+                       "per device-hour" if ok else "inconclusive, per device-hour")  # fmt: skip
     if dev_windows0 < rule.min_samples:
         return _reason(
-            rule, PENDING, obs, None, dev_windows1, detail=f"baseline needs {rule.min_samples} device-windows"
-        )
+            rule, ev, PENDING, obs, None, dev_windows1,
+            detail=f"baseline needs {rule.min_samples} device-windows",
+        )  # fmt: skip
     base = x0 / e0
-    _rr, lo, hi = rate_ratio_interval(x1, e1, x0, e0, ev.z)
+    b = x0 + 0.5
+    log_rr = math.log(a / e1) - math.log(b / e0)
+    spread = z * math.sqrt(1.0 / a + 1.0 / b)
+    lo, hi = math.exp(log_rr - spread), math.exp(log_rr + spread)
     ratio = obs / base if base else (math.inf if obs else 0.0)
-    detail = f"rate ratio {ratio:.3g} vs {rule.threshold:g} ({ev.baseline_source} baseline)"
+    detail = (
+        f"rate ratio {ratio:.3g} [{lo:.3g}, {hi:.3g}] vs {rule.threshold:g} "
+        f"({ev.baseline_source} baseline, n={dev_windows0})"
+    )
     if lo > rule.threshold:
-        return _reason(rule, BREACH, obs, base, dev_windows1, lo, hi, detail)
-    verdict = PENDING if ratio > rule.threshold else PASS
-    return _reason(rule, verdict, obs, base, dev_windows1, lo, hi, detail)
+        return _reason(rule, ev, BREACH, obs, base, dev_windows1, lo, hi, detail)
+    phi = math.exp(log_rr + ev.proceed_z * math.sqrt(1.0 / a + 1.0 / b))
+    # non-inferiority, or an excess over limit x baseline below min_effect events per report (a
+    # handful of reports with no events on either side must not hold a stage for ever)
+    upper_count = a * math.exp(ev.proceed_z / math.sqrt(a))
+    excess = upper_count - rule.proceed_limit() * (b / e0) * e1
+    ok = phi <= rule.proceed_limit() or excess <= policy.min_effect * reports1
+    return _reason(rule, ev, PASS if ok else PENDING, obs, base, dev_windows1, lo, hi,
+                   detail if ok else "inconclusive: " + detail)  # fmt: skip
 
 
 def _latency(rule: Rule, ev: Evidence, policy: GatePolicy) -> Reason:
@@ -155,32 +220,58 @@ def _latency(rule: Rule, ev: Evidence, policy: GatePolicy) -> Reason:
     metric = f"command_latency_p{round(q * 100)}"
     q1 = s1.quantile(q)
     if n1 < need or q1 is None:
-        return _reason(rule, PENDING, q1, None, n1, detail=f"needs {need} samples", metric=metric)
+        return _reason(rule, ev, PENDING, q1, None, n1, detail=f"needs {need} samples", metric=metric)
 
-    def bounds(s: DDSketch) -> tuple[float, float]:
+    def bounds(s: DDSketch, zp: float | None = None) -> tuple[float, float]:
         n = s.count
-        spread = ev.z * math.sqrt(n * q * (1 - q))
-        lo_v = s.value_at_rank(math.floor(n * q - spread) - 1) or 0.0
-        hi_v = s.value_at_rank(math.ceil(n * q + spread)) or 0.0
+        spread = (ev.bound_z(n) if zp is None else zp) * math.sqrt(n * q * (1 - q))
+        lo_v = s.value_at_rank(max(0, math.floor(n * q - spread) - 1)) or 0.0
+        hi_v = s.value_at_rank(min(n - 1, math.ceil(n * q + spread))) or 0.0
         return lo_v * (1 - a), hi_v * (1 + a)
 
     lo1, hi1 = bounds(s1)
     if not rule.relative:
         if lo1 > rule.threshold:
-            return _reason(rule, BREACH, q1, None, n1, lo1, hi1, "ms", metric=metric)
-        verdict = PENDING if q1 > rule.threshold else PASS
-        return _reason(rule, verdict, q1, None, n1, lo1, hi1, "ms", metric=metric)
+            return _reason(rule, ev, BREACH, q1, None, n1, lo1, hi1, "ms", metric=metric)
+        ok = bounds(s1, ev.proceed_z)[1] <= rule.proceed_limit()
+        return _reason(rule, ev, PASS if ok else PENDING, q1, None, n1, lo1, hi1,
+                       "ms" if ok else "inconclusive (ms)", metric=metric)  # fmt: skip
     q0 = s0.quantile(q)
     if n0 < rule.min_samples or not q0:
         return _reason(
-            rule, PENDING, q1, q0, n1, lo1, hi1, f"baseline needs {rule.min_samples} samples", metric=metric
+            rule,
+            ev,
+            PENDING,
+            q1,
+            q0,
+            n1,
+            lo1,
+            hi1,
+            f"baseline needs {rule.min_samples} samples",
+            metric=metric,
         )
     lo0, hi0 = bounds(s0)
-    detail = f"ratio {q1 / q0:.3g} vs {rule.threshold:g} ({ev.baseline_source} baseline)"
+    detail = f"{q1 / q0:.3g}x baseline vs {rule.threshold:g} ({ev.baseline_source} baseline, n={n0})"
     if hi0 > 0 and lo1 / hi0 > rule.threshold:
-        return _reason(rule, BREACH, q1, q0, n1, lo1, hi1, detail, metric=metric)
-    verdict = PENDING if q1 / q0 > rule.threshold else PASS
-    return _reason(rule, verdict, q1, q0, n1, lo1, hi1, detail, metric=metric)
+        return _reason(rule, ev, BREACH, q1, q0, n1, lo1, hi1, detail, metric=metric)
+    plo0, phi1 = bounds(s0, ev.proceed_z)[0], bounds(s1, ev.proceed_z)[1]
+    ok = plo0 > 0 and phi1 / plo0 <= rule.proceed_limit()
+    return _reason(rule, ev, PASS if ok else PENDING, q1, q0, n1, lo1, hi1,
+                   detail if ok else "inconclusive: " + detail, metric=metric)  # fmt: skip
+
+
+def _in_flight(rule: Rule, ev: Evidence, policy: GatePolicy, r: Reason, x1: int, n1: int) -> Reason:
+    """A pass the devices still in flight could turn into a breach (if they all failed) waits."""
+    k = ev.in_flight
+    if r.verdict != PASS or k <= 0 or k <= policy.pending_share * ev.stage_devices:
+        return r
+    worst = _proportion(rule, ev, policy, x1 + k, n1 + k, 0, 0)
+    if worst.verdict != BREACH:
+        return r
+    detail = f"{k} devices in flight until {ev.in_flight_until} ms: if all failed, a breach"
+    return _reason(
+        rule, ev, PENDING, r.observed, None, r.sample_size, r.interval_low, r.interval_high, detail
+    )
 
 
 def evaluate_rule(rule: Rule, ev: Evidence, policy: GatePolicy) -> list[Reason]:
@@ -188,23 +279,29 @@ def evaluate_rule(rule: Rule, ev: Evidence, policy: GatePolicy) -> list[Reason]:
     t, b, c = ev.treated, ev.baseline, ev.cumulative
     m = rule.metric
     if m is Metric.ACK_FAILURE_RATE:
-        return [_proportion(rule, ev, c.failures, c.terminal, 0, 0)]
+        r = _proportion(rule, ev, policy, c.failures, c.terminal, 0, 0)
+        return [_in_flight(rule, ev, policy, r, c.failures, c.terminal)]
     if m is Metric.ACK_TIMEOUT_RATE:
-        return [_proportion(rule, ev, c.ack_timeouts, c.terminal + c.ack_timeouts, 0, 0)]
+        n = c.terminal + c.ack_timeouts
+        return [
+            _in_flight(
+                rule, ev, policy, _proportion(rule, ev, policy, c.ack_timeouts, n, 0, 0), c.ack_timeouts, n
+            )
+        ]
     if m is Metric.SILENCE_AFTER_UPDATE:
-        return [_proportion(rule, ev, c.silence_suspects, c.applied, 0, 0)]
+        return [_proportion(rule, ev, policy, c.silence_suspects, c.applied, 0, 0)]
     if m is Metric.REBOOT_RATE:
-        return [_proportion(rule, ev, t.reboots, t.reports, b.reboots, b.reports)]
+        return [_proportion(rule, ev, policy, t.reboots, t.reports, b.reboots, b.reports)]
     if m is Metric.OFFLINE_SHARE:
-        return [_proportion(rule, ev, t.offline, t.population, b.offline, b.population)]
+        return [_proportion(rule, ev, policy, t.offline, t.population, b.offline, b.population)]
     if m is Metric.DECODE_ERROR_RATE:
         x1, x0 = ev.decode_treated.decode_errors, ev.decode_baseline.decode_errors
         n1, n0 = x1 + ev.treated_reports, x0 + ev.baseline_reports
-        return [_proportion(rule, ev, x1, n1, x0, n0, source=ev.decode_baseline_source)]
+        return [_proportion(rule, ev, policy, x1, n1, x0, n0, source=ev.decode_baseline_source)]
     if m is Metric.RECONNECT_RATE:
-        return [_rate(rule, ev, t.reconnects, t.reporting, b.reconnects, b.reporting)]
+        return [_rate(rule, ev, policy, t.reconnects, t.reporting, b.reconnects, b.reporting, t.reports)]
     if m is Metric.ERROR_RATE:
-        return [_rate(rule, ev, t.errors, t.reporting, b.errors, b.reporting)]
+        return [_rate(rule, ev, policy, t.errors, t.reporting, b.errors, b.reporting, t.reports)]
     if m is Metric.COMMAND_LATENCY:
         return [_latency(rule, ev, policy)]
     if m is Metric.TELEMETRY_CONTINUITY:
@@ -212,6 +309,7 @@ def evaluate_rule(rule: Rule, ev: Evidence, policy: GatePolicy) -> list[Reason]:
             _proportion(
                 rule,
                 ev,
+                policy,
                 t.profile_reporting.get(p, 0),
                 round(t.profile_expected[p] / 1000),
                 b.profile_reporting.get(p, 0),
@@ -220,11 +318,11 @@ def evaluate_rule(rule: Rule, ev: Evidence, policy: GatePolicy) -> list[Reason]:
             )
             for p in sorted(t.profile_expected)
         ]
-        return _parts(rule, parts)
-    return _presence(rule, ev)
+        return _parts(rule, ev, parts)
+    return _presence(rule, ev, policy)
 
 
-def _presence(rule: Rule, ev: Evidence) -> list[Reason]:
+def _presence(rule: Rule, ev: Evidence, policy: GatePolicy) -> list[Reason]:
     """Per metric, and per metric and model: the share of reports carrying it among reports of
     devices known to carry it.
 
@@ -239,7 +337,7 @@ def _presence(rule: Rule, ev: Evidence) -> list[Reason]:
     for by_model in (False, True):
         t, b = ev.treated.presence(by_model), ev.baseline.presence(by_model)
         parts += [
-            _proportion(rule, ev, x1, n1, *b.get(k, (0, 0)), metric=f"metric_presence:{k}")
+            _proportion(rule, ev, policy, x1, n1, *b.get(k, (0, 0)), metric=f"metric_presence:{k}")
             for k, (x1, n1) in t.items()
         ]
-    return _parts(rule, parts)
+    return _parts(rule, ev, parts)

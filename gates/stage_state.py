@@ -35,6 +35,9 @@ class StageState:
         "first_exposed",
         "pre_baseline",
         "pre_decode",
+        "cum_slices",
+        "ack_slices",
+        "pre_slices",
     )
 
     def __init__(self) -> None:
@@ -47,6 +50,10 @@ class StageState:
         self.pre_baseline: WindowAggregate | None = None
         # previous-version reports and decode errors, rollout-wide, in the same look-back
         self.pre_decode: WindowAggregate | None = None
+        # the same per slice of the stage's devices (see gates.slices)
+        self.cum_slices: dict[str, WindowAggregate] = {}
+        self.ack_slices: dict[str, WindowAggregate] = {}
+        self.pre_slices: dict[str, WindowAggregate] = {}
 
     def streak(self, name: str, idx: int, hit: bool | None) -> int:
         """Consecutive-window counter; ``hit=None`` (pending) keeps it, re-evaluation is idempotent."""
@@ -68,6 +75,9 @@ class StageState:
             "f": self.first_exposed,
             "p": self.pre_baseline.to_dict() if self.pre_baseline is not None else None,
             "pd": self.pre_decode.to_dict() if self.pre_decode is not None else None,
+            "cs": {k: v.to_dict() for k, v in sorted(self.cum_slices.items())},
+            "as": {k: v.to_dict() for k, v in sorted(self.ack_slices.items())},
+            "ps": {k: v.to_dict() for k, v in sorted(self.pre_slices.items())},
         }
 
     @classmethod
@@ -81,6 +91,9 @@ class StageState:
         s.first_exposed = d["f"]
         s.pre_baseline = WindowAggregate.from_dict(d["p"]) if d["p"] is not None else None
         s.pre_decode = WindowAggregate.from_dict(d["pd"]) if d.get("pd") is not None else None
+        s.cum_slices = {k: WindowAggregate.from_dict(v) for k, v in d.get("cs", {}).items()}
+        s.ack_slices = {k: WindowAggregate.from_dict(v) for k, v in d.get("as", {}).items()}
+        s.pre_slices = {k: WindowAggregate.from_dict(v) for k, v in d.get("ps", {}).items()}
         return s
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "normal_quantile",
     "proportion_vs_baseline",
     "rate_ratio_interval",
+    "sequential_z",
     "wilson_interval",
 ]
 
@@ -96,3 +97,22 @@ def rate_ratio_interval(x1: int, e1: float, x0: int, e0: float, z: float) -> tup
     log_rr = math.log(a / e1) - math.log(b / e0)
     se = math.sqrt(1.0 / a + 1.0 / b)
     return math.exp(log_rr), math.exp(log_rr - z * se), math.exp(log_rr + z * se)
+
+
+def sequential_z(n: int, alpha: float, n_star: int = 500) -> float:
+    """Multiplier of ``sigma / sqrt(n)`` for an always-valid bound at sample size ``n``.
+
+    The asymptotic confidence sequence of Waudby-Smith, Arbour, Sinha, Kennedy and Ramdas
+    ("Time-uniform central limit theory and asymptotic confidence sequences", 2021, Thm 2.2),
+    i.e. Robbins' normal-mixture boundary with a plug-in variance: with probability at least
+    ``1 - alpha`` the running mean stays within ``sigma x sqrt(2 (n rho^2 + 1) / (n^2 rho^2)
+    x log(sqrt(n rho^2 + 1) / alpha))`` of the true mean *at every n at once*, so looking after
+    every window does not inflate the false-alarm rate.  (The two-sided boundary at ``alpha`` is
+    used for a one-sided test: conservative.)  ``rho`` is chosen to make the boundary tightest
+    at ``n_star`` samples.
+    """
+    n = max(n, 1)
+    lg = -2.0 * math.log(alpha)
+    rho2 = (lg + math.log(lg + 1.0)) / n_star
+    a = n * rho2
+    return math.sqrt(2.0 * (a + 1.0) / a * math.log(math.sqrt(a + 1.0) / alpha))

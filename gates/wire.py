@@ -60,7 +60,9 @@ class WindowPartial:
             raise SnapshotError(f"unsupported WindowPartial version {d.get('v')!r}")
         try:
             aggs = {
-                CohortKey(str(k[0]), int(k[1]), str(k[2]), bool(k[3])): WindowAggregate.from_dict(a)
+                CohortKey(str(k[0]), int(k[1]), str(k[2]), bool(k[3]), str(k[4])): WindowAggregate.from_dict(
+                    a
+                )
                 for k, a in d["aggregates"]
             }
             return cls(

@@ -40,7 +40,7 @@ default_profile: {report_interval: 20s, ack_timeout: 2m, silence_grace: 2m}
 profiles:
   always-on: {report_interval: 20s, ack_timeout: 2m, silence_grace: 2m}
 rules:
-  - {id: ack-failure, metric: ack_failure_rate, above: 0.02, min_samples: 50, action: ROLLBACK}
+  - {id: ack-failure, metric: ack_failure_rate, above: 0.02, margin: 0.01, min_samples: 50, action: ROLLBACK}
   - {id: ack-timeout, metric: ack_timeout_rate, above: 0.10, min_samples: 50, action: PAUSE}
   - {id: continuity, metric: telemetry_continuity, below_baseline: 0.95, min_samples: 50, action: PAUSE}
   - {id: latency-p95, metric: command_latency, quantile: 0.95, above_baseline: 1.5, min_samples: 50,

@@ -39,6 +39,25 @@ def test_required_samples_relative_to_exposure() -> None:
 
 BAD = [
     ("rules: []", "version: required key is missing"),
+    (
+        "version: x\nslices: {dimensions: [model, colour]}",
+        "slices.dimensions[1]: unknown slice dimension 'colour'",
+    ),
+    ("version: x\nslices: {dimensions: [site]}", "slices.dimensions[0]: unknown slice dimension 'site'"),
+    ("version: x\nslices: {action: device}", "slices.action: must be 'stage' or 'slice'"),
+    (
+        "version: x\nrules: [{id: a, metric: ack_failure_rate, above: 0.02, margin: -0.01, action: PAUSE}]",
+        "rules[0].margin: must be >= 0 for an above rule",
+    ),
+    (
+        "version: x\nrules: [{id: a, metric: telemetry_continuity, below_baseline: 0.9, margin: 0.1,"
+        " action: PAUSE}]",
+        "rules[0].margin: must be <= 0 for a below rule",
+    ),
+    ("version: x\nstatistics: {alpha: 0.5}", "statistics.alpha: must be a number in (0, 0.5)"),
+    ("version: x\nstatistics: {alpha: 0}", "statistics.alpha: must be a number in (0, 0.5)"),
+    ("version: x\nstatistics: {alpha: 0.05, confidence: 0.9}", "statistics.alpha: give alpha or confidence"),
+    ("version: x\nstatistics: {confidence: 0.5}", "statistics.confidence: must be above 0.5"),
     ("version: x\nwindows: {size: 5 minutes}", "windows.size: expected a duration"),
     ("version: x\nwindows: {sise: 5m}", "windows.sise: unknown key"),
     (
@@ -98,3 +117,15 @@ def test_validation_errors_name_the_bad_key(doc: str, message: str) -> None:
 def test_policy_is_frozen() -> None:
     with pytest.raises(AttributeError):
         DEFAULT_POLICY.window_ms = 1  # type: ignore[misc]
+
+
+def test_sequential_and_slice_keys() -> None:
+    p = load_policy(
+        "version: x\nstatistics: {alpha: 0.01}\nproceed: {pending_share: 0.1}\n"
+        "slices: {dimensions: [region], pairs: false, action: slice}\n"
+        "rules: [{id: l, metric: command_latency, above_baseline: 1.5, margin: 0.2, action: PAUSE}]"
+    )
+    assert abs(p.alpha - 0.01) < 1e-12 and p.pending_share == 0.1
+    assert p.slice_dimensions == ("region",) and not p.slice_pairs and p.slice_action == "slice"
+    assert p.rules[0].proceed_limit() == 1.2
+    assert DEFAULT_POLICY.rules[0].proceed_limit() == 0.03  # ack failures: 2 % + a 1-point margin

@@ -1,0 +1,62 @@
+"""Slices (a regression confined to one), outcomes still in flight, always-valid bounds."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gates.aggregates import WindowAggregate
+from gates.events import Action
+from gates.policy import DEFAULT_POLICY
+from gates.rules import BREACH, PASS, PENDING, Evidence, evaluate_rule
+from gates.stats import normal_quantile, sequential_z
+from tests.gates.field import Field
+from tests.gates.test_clocks import run
+
+ACK = next(r for r in DEFAULT_POLICY.rules if r.id == "ack-failure")
+
+
+def evidence(failures: int, terminal: int, in_flight: int = 0, stage_devices: int = 400) -> Evidence:
+    cum = WindowAggregate()
+    cum.failures, cum.terminal, cum.commanded = failures, terminal, terminal + in_flight
+    empty = WindowAggregate()
+    return Evidence(
+        treated=empty, baseline=empty, baseline_source="control", cumulative=cum, decode_treated=empty,
+        decode_baseline=empty, decode_baseline_source="control", treated_reports=0, baseline_reports=0,
+        exposed=cum.commanded, window_ms=300_000, z=1.645, in_flight=in_flight, in_flight_until=123_000,
+        stage_devices=stage_devices,
+    )  # fmt: skip
+
+
+def test_latency_regression_in_one_slice_names_the_slice() -> None:
+    _, decisions = run(Field(slow_slice=("eu", "cellular"), slow_factor=3.0))
+    paused = next(d for d in decisions if d.action is Action.PAUSE)
+    culprits = [r for r in paused.reasons if r.verdict == "breach"]
+    assert culprits and all(r.metric.startswith("command_latency_p95@") for r in culprits)
+    assert any("connectivity_profile=cellular" in r.metric for r in culprits)
+    assert all("Holm" in r.detail and "x baseline" in r.detail for r in culprits)
+    stage_wide = next(r for r in paused.reasons if r.metric == "command_latency_p95")
+    assert stage_wide.verdict != BREACH  # diluted stage-wide: only the slice shows it
+
+
+def test_in_flight_devices_that_could_breach_hold_a_pass() -> None:
+    assert evaluate_rule(ACK, evidence(2, 400), DEFAULT_POLICY)[0].verdict == PASS
+    held = evaluate_rule(ACK, evidence(2, 400, in_flight=40, stage_devices=440), DEFAULT_POLICY)[0]
+    assert held.verdict == PENDING and "40 devices in flight until 123000" in held.detail
+    few = evaluate_rule(ACK, evidence(2, 400, in_flight=1, stage_devices=401), DEFAULT_POLICY)[0]
+    assert few.verdict == PASS  # one device more failing could not breach
+    lenient = dataclasses.replace(DEFAULT_POLICY, pending_share=0.1)
+    assert evaluate_rule(ACK, evidence(2, 400, in_flight=40, stage_devices=440), lenient)[0].verdict == PASS
+
+
+def test_zero_failures_resolve_and_ambiguity_is_not_for_ever() -> None:
+    assert evaluate_rule(ACK, evidence(0, 400), DEFAULT_POLICY)[0].verdict == PASS
+    grey = evaluate_rule(ACK, evidence(10, 400), DEFAULT_POLICY)[0]  # 2.5 %: neither shown
+    assert grey.verdict == PENDING and grey.detail.startswith("inconclusive")
+    assert evaluate_rule(ACK, evidence(250, 10_000), DEFAULT_POLICY)[0].verdict == BREACH  # 2.5 %: shown
+    assert evaluate_rule(ACK, evidence(150, 10_000), DEFAULT_POLICY)[0].verdict == PASS  # 1.5 %: resolved
+
+
+def test_sequential_bounds_are_wider_than_a_single_look() -> None:
+    z = normal_quantile(0.95)
+    assert all(sequential_z(n, 0.05) > z for n in (10, 100, 1_000, 100_000))
+    assert sequential_z(100_000, 0.05) < 2.5 * z  # and grow only like sqrt(log n)
