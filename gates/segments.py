@@ -1,7 +1,7 @@
 """Rolling health of the whole fleet per segment, kept also while no rollout runs.
 
 A *segment* is (firmware version, config version, model, firmware generation, region,
-connectivity profile).  Every report of every device counts in its segment's window
+connectivity profile, customer, criticality).  Every report of every device counts in its segment's window
 aggregate, and every device in its segment's window-end snapshot (population, reporting,
 expected, offline), whether or not a rollout selects it.  When a rollout first appears, the
 partition hands the segments of its previous version that match its stage selectors, for the
@@ -9,9 +9,15 @@ look-back before the plan, to the rollout as baseline windows: a stage that sele
 its selector, or whose first command follows its plan by a second, still has a pre-update
 baseline of its devices' recent history.
 
+A stage's segment baseline holds exactly the segments its selector matches: a selector on an
+attribute segments do not carry (``site``) gives that stage no segment baseline (it is judged
+against its rollout's own control and pre-update windows), because matching "any" there would
+compare the stage with a different population (an internal always-on canary against the whole
+fleet's cellular latency).
+
 Memory is bounded: windows older than the look-back are evicted, and at most
 ``MAX_SEGMENTS`` distinct segments are kept per window (later ones share one overflow
-segment per version).
+segment per version, which no selector matches).
 """
 
 from __future__ import annotations
@@ -28,9 +34,12 @@ if TYPE_CHECKING:
 __all__ = ["MAX_SEGMENTS", "SEGMENT_ATTRS", "SegmentHistory"]
 
 MAX_SEGMENTS = 2048
-SEGMENT_ATTRS = (0, 1, 2, 5)  # model, firmware_generation, region, connectivity_profile (ATTRIBUTE_NAMES)
+# model, firmware_generation, region, connectivity_profile (the slice, see gates.slices), then
+# customer, criticality (ATTRIBUTE_NAMES positions)
+SEGMENT_ATTRS = (0, 1, 2, 5, 3, 4)
+_SLICE = slice(2, 6)  # a segment's slice fields
 _OTHER = "\x00other"
-Segment = tuple[str, ...]  # (firmware version, config version, model, generation, region, profile)
+Segment = tuple[str, ...]  # (firmware, config, model, generation, region, profile, customer, criticality)
 _UNKNOWN = ("unknown", "unknown", "unknown", "unknown", "unknown", "always-on", "unknown")
 
 
@@ -49,7 +58,7 @@ class SegmentHistory:
         got = self._segs.get(seg)
         if got is None:
             if len(self._segs) >= MAX_SEGMENTS:
-                seg = (firmware, config, _OTHER, _OTHER, _OTHER, _OTHER)
+                seg = (firmware, config, *(_OTHER for _ in SEGMENT_ATTRS))
                 got = self._segs.get(seg)
                 if got is not None:
                     return got
@@ -82,7 +91,7 @@ class SegmentHistory:
                     continue
                 mask = _mask(info, seg)
                 if mask:
-                    k = (mask, KNOWN_SEP.join(seg[2:]))
+                    k = (mask, KNOWN_SEP.join(seg[_SLICE]))
                     m = by_mask.get(k)
                     if m is None:
                         m = by_mask[k] = WindowAggregate()
@@ -109,10 +118,13 @@ class SegmentHistory:
 
 
 def _mask(info: RolloutInfo, seg: Segment) -> int:
-    """Stages whose selector the segment matches (attributes outside the segment match any)."""
+    """Stages whose selector the segment matches: every selector attribute must be one the
+    segment carries, with an allowed value (the overflow segment matches none)."""
+    if seg[2] == _OTHER:
+        return 0
     values = dict(zip(SEGMENT_ATTRS, seg[2:], strict=True))
     mask = 0
     for i, sel in enumerate(info.selectors):
-        if all(values[j] in allowed for j, allowed in sel if j in values and values[j] != _OTHER):
+        if all(j in values and values[j] in allowed for j, allowed in sel):
             mask |= 1 << i
     return mask

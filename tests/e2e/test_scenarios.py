@@ -56,7 +56,9 @@ CASES: dict[str, Case] = {
     # the command) to reach the coverage: 200-230 s on 2 cores busy with other tests.
     "healthy": Case("plans/demo.yaml", 330, None),
     "bad-model": Case("plans/demo.yaml", 90, 3),
-    "metric-vanishes": Case("plans/demo.yaml", 100, 5),
+    # the bad stage is the third: the 6-device first stage needs 5 windows (15 device-windows,
+    # then the soak) and the canary 2-3 before it is dispatched
+    "metric-vanishes": Case("plans/demo.yaml", 150, 5),
     "latency-regression": Case("plans/demo.yaml", 75, 5),
     "reconnect-storm": Case("plans/demo.yaml", 150, 8),
     "chatty-config": Case("plans/demo-config.yaml", 75, 5),
