@@ -43,6 +43,7 @@ class Metric(StrEnum):
     TELEMETRY_CONTINUITY = "telemetry_continuity"
     METRIC_PRESENCE = "metric_presence"
     RECONNECT_RATE = "reconnect_rate"
+    REPORT_RATE = "report_rate"
     ERROR_RATE = "error_rate"
     REBOOT_RATE = "reboot_rate"
     OFFLINE_SHARE = "offline_share"
@@ -58,6 +59,7 @@ _FORMS: dict[Metric, tuple[bool, bool]] = {
     Metric.TELEMETRY_CONTINUITY: (True, True),
     Metric.METRIC_PRESENCE: (True, True),
     Metric.RECONNECT_RATE: (True, True),
+    Metric.REPORT_RATE: (True, True),
     Metric.ERROR_RATE: (True, True),
     Metric.REBOOT_RATE: (True, True),
     Metric.OFFLINE_SHARE: (True, True),
@@ -110,7 +112,7 @@ class Rule:
 class GatePolicy:
     """A frozen, versioned gate policy.  Build it with :func:`parse_policy`/:func:`load_policy`."""
 
-    version: str = "builtin-2"
+    version: str = "builtin-3"
     window_ms: int = 300_000
     lookback_windows: int = 6
     allowed_lateness_ms: int = 120_000
@@ -130,7 +132,7 @@ class GatePolicy:
     slice_dimensions: tuple[str, ...] = SLICE_DIMENSIONS
     slice_pairs: bool = False
     slice_min_samples: int = 50
-    slice_action: str = "stage"  # "stage": a culprit slice stops the stage; "slice": only the slice
+    slice_action: str = "stage"  # a culprit slice stops the whole stage (the only option so far)
 
     @property
     def alpha(self) -> float:
@@ -327,8 +329,14 @@ def parse_policy(data: Any) -> GatePolicy:
     if not isinstance(pairs, bool):
         raise PolicyError("slices.pairs", "expected true or false")
     slice_action = sl.get("action", "stage")
-    if slice_action not in ("stage", "slice"):
-        raise PolicyError("slices.action", "must be 'stage' or 'slice'")
+    if slice_action == "slice":
+        # refused rather than accepted and ignored: the decision record (decision.v1) and the
+        # reference executor cannot scope a stop to a slice yet
+        raise PolicyError(
+            "slices.action", "'slice' (stop only the culprit slice) is not supported yet; use 'stage'"
+        )
+    if slice_action != "stage":
+        raise PolicyError("slices.action", "must be 'stage'")
     if "alpha" in st and "confidence" in st:
         raise PolicyError("statistics.alpha", "give alpha or confidence, not both")
     if "alpha" in st:
@@ -438,7 +446,7 @@ def load_policy(text: str | bytes) -> GatePolicy:
 
 
 DEFAULT_POLICY_YAML = """\
-version: builtin-2
+version: builtin-3
 windows: {size: 5m, lookback: 6, allowed_lateness: 2m, clock_skew: 24h}
 statistics: {confidence: 0.95, sketch_alpha: 0.01, min_effect: 0.01}
 proceed: {soak_windows: 3, coverage: 0.9, confidence: 0.8, pending_share: 0.0}
@@ -459,6 +467,7 @@ rules:
   - {id: presence, metric: metric_presence, below_baseline: 0.9, min_samples: 50, action: PAUSE}
   - {id: reconnects, metric: reconnect_rate, above_baseline: 2.0, min_samples: 20, action: PAUSE}
   - {id: errors, metric: error_rate, above_baseline: 2.0, min_samples: 20, action: PAUSE}
+  - {id: report-flood, metric: report_rate, above_baseline: 5.0, min_samples: 20, action: PAUSE}
   - {id: reboots, metric: reboot_rate, above_baseline: 2.0, min_samples: 50, action: PAUSE}
   - {id: offline-spike, metric: offline_share, above_baseline: 2.0, min_samples: 50, action: PAUSE}
   - {id: silence, metric: silence_after_update, above: 0.05, min_samples: 30, action: PAUSE}

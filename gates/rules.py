@@ -300,6 +300,8 @@ def evaluate_rule(rule: Rule, ev: Evidence, policy: GatePolicy) -> list[Reason]:
         return [_proportion(rule, ev, policy, x1, n1, x0, n0, source=ev.decode_baseline_source)]
     if m is Metric.RECONNECT_RATE:
         return [_rate(rule, ev, policy, t.reconnects, t.reporting, b.reconnects, b.reporting, t.reports)]
+    if m is Metric.REPORT_RATE:
+        return [_rate(rule, ev, policy, t.reports, t.reporting, b.reports, b.reporting, t.reports)]
     if m is Metric.ERROR_RATE:
         return [_rate(rule, ev, policy, t.errors, t.reporting, b.errors, b.reporting, t.reports)]
     if m is Metric.COMMAND_LATENCY:

@@ -44,7 +44,11 @@ BAD = [
         "slices.dimensions[1]: unknown slice dimension 'colour'",
     ),
     ("version: x\nslices: {dimensions: [site]}", "slices.dimensions[0]: unknown slice dimension 'site'"),
-    ("version: x\nslices: {action: device}", "slices.action: must be 'stage' or 'slice'"),
+    ("version: x\nslices: {action: device}", "slices.action: must be 'stage'"),
+    (
+        "version: x\nslices: {action: slice}",
+        "slices.action: 'slice' (stop only the culprit slice) is not supported",
+    ),
     (
         "version: x\nrules: [{id: a, metric: ack_failure_rate, above: 0.02, margin: -0.01, action: PAUSE}]",
         "rules[0].margin: must be >= 0 for an above rule",
@@ -122,10 +126,10 @@ def test_policy_is_frozen() -> None:
 def test_sequential_and_slice_keys() -> None:
     p = load_policy(
         "version: x\nstatistics: {alpha: 0.01}\nproceed: {pending_share: 0.1}\n"
-        "slices: {dimensions: [region], pairs: false, action: slice}\n"
+        "slices: {dimensions: [region], pairs: false, action: stage}\n"
         "rules: [{id: l, metric: command_latency, above_baseline: 1.5, margin: 0.2, action: PAUSE}]"
     )
     assert abs(p.alpha - 0.01) < 1e-12 and p.pending_share == 0.1
-    assert p.slice_dimensions == ("region",) and not p.slice_pairs and p.slice_action == "slice"
+    assert p.slice_dimensions == ("region",) and not p.slice_pairs and p.slice_action == "stage"
     assert p.rules[0].proceed_limit() == 1.2
     assert DEFAULT_POLICY.rules[0].proceed_limit() == 0.03  # ack failures: 2 % + a 1-point margin

@@ -60,3 +60,21 @@ def test_sequential_bounds_are_wider_than_a_single_look() -> None:
     z = normal_quantile(0.95)
     assert all(sequential_z(n, 0.05) > z for n in (10, 100, 1_000, 100_000))
     assert sequential_z(100_000, 0.05) < 2.5 * z  # and grow only like sqrt(log n)
+
+
+def test_report_flood_breaches_and_a_normal_report_rate_passes() -> None:
+    from gates.policy import Metric, Rule
+
+    rule = Rule(id="flood", metric=Metric.REPORT_RATE, threshold=5.0, direction="above", relative=True,
+                min_samples=15, action=Action.PAUSE)  # fmt: skip
+
+    def ev(reports_per_window: int) -> Evidence:
+        treated, base = WindowAggregate(), WindowAggregate()
+        treated.reporting, treated.reports = 30, 30 * reports_per_window  # 10 devices x 3 windows
+        base.reporting, base.reports = 60, 60 * 5
+        e = evidence(0, 0)
+        return dataclasses.replace(e, treated=treated, baseline=base, exposed=10, window_ms=10_000)
+
+    flood = evaluate_rule(rule, ev(50), DEFAULT_POLICY)[0]  # 10x the fleet's reports
+    assert flood.verdict == BREACH and flood.metric == "report_rate"
+    assert evaluate_rule(rule, ev(5), DEFAULT_POLICY)[0].verdict == PASS
