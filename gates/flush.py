@@ -122,12 +122,19 @@ class Flush(PartialBase):
                     tkey = self._treated_key(m, exp)
                     agg = self._agg(idx, tkey if applied else self._baseline_key(m))
                     agg.population += 1
+                    # continuity of an updated device counts from its first healthy report on the
+                    # new version: until then it is the silence rule's (a sleepy device's first
+                    # interval after the apply has no report by construction, which read as a
+                    # continuity drop of its whole profile)
+                    cont = seen if not applied else exp.healthy_at is not None and exp.healthy_at < e  # type: ignore[union-attr]
                     if seen:  # a device that never reported yet is not expected to carry on reporting
                         agg.expected_milli += weight
+                    if cont:
                         agg.profile_expected[pname] = agg.profile_expected.get(pname, 0) + weight
                     if reported:
                         agg.reporting += 1
-                        agg.profile_reporting[pname] = agg.profile_reporting.get(pname, 0) + 1
+                        if cont:
+                            agg.profile_reporting[pname] = agg.profile_reporting.get(pname, 0) + 1
                     if offline:
                         agg.offline += 1
                     if exp is not None and not applied and exp.commanded_at is not None:

@@ -206,6 +206,8 @@ class TelemetryFold(PartialBase):
         applied = exp is not None and exp.applied_at is not None and exp.applied_at < e
         agg = self._agg(idx, self._treated_key(m, exp) if applied else self._baseline_key(m))
         agg.reporting += 1
+        if applied and (exp.healthy_at is None or exp.healthy_at >= e):  # type: ignore[union-attr]
+            return  # continuity counts from the first healthy report (see gates.flush)
         profile = dev.attrs[5] if dev.attrs is not None else "always-on"
         agg.profile_reporting[profile] = agg.profile_reporting.get(profile, 0) + 1
 

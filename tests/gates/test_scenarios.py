@@ -17,7 +17,9 @@ UPDATE = 2  # Fleet.update_window
 RULE_FAULTS = [
     ("ack-failure", Faults(ack_fail=0.2), Action.ROLLBACK),
     ("ack-timeout", Faults(no_ack=0.3), Action.PAUSE),
-    ("continuity", Faults(silent_after_apply=0.3), Action.PAUSE),
+    # devices that keep running but lose reports (those silent from the apply on are the silence
+    # rule's: continuity counts an updated device from its first healthy report)
+    ("continuity", Faults(drop_reports=0.7), Action.PAUSE),
     ("latency-p95", Faults(latency_factor=2.5), Action.PAUSE),
     ("presence", Faults(drop_metric=0.5), Action.PAUSE),
     ("reconnects", Faults(reconnect=0.2), Action.PAUSE),
