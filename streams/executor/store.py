@@ -104,7 +104,8 @@ class ExecutorStore:
 
     @classmethod
     def from_url(cls, url: str, namespace: str) -> ExecutorStore:
-        return cls(redis.Redis.from_url(url), namespace)
+        # Timeouts: a frozen or vanished Redis raises (and is ridden out, Executor.run) instead of hanging.
+        return cls(redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5), namespace)
 
     def tx(self) -> Any:
         """A MULTI/EXEC pipeline: queue writes on it, then ``execute()`` applies all or none."""
