@@ -9,17 +9,19 @@ records in timestamp order (so the fold does not depend on fetch timing), they a
 enriched with inventory attributes and folded; closed windows leave as
 :class:`WindowPartial` envelopes on the internal ``partials`` topic, keyed by rollout.
 
-Exactly-once by Kafka transactions we control.  A transaction commits the partials and
-heartbeats produced since the last one as soon as a window closes in any partition (when
-caught up; at most every ``_MIN_COMMIT_GAP_S``), and otherwise every ``commit_interval_s``: a
-closed window reaches the decider within one batch and one commit.  Less often -- spaced so that snapshotting takes at
-most ``SNAPSHOT_BUDGET`` of the thread -- a *checkpoint* transaction also carries a snapshot
-of each touched partition engine (to the compacted ``ingest-state`` topic, partition *p*),
-the dead letters held since the last checkpoint, and the input offsets the snapshots have
-folded.  After a crash the new owner of *p* restores the snapshot and resumes at the offsets
-committed with it: nothing is lost, and the partials it folds again carry the sequence
-numbers they had the first time (the fold is deterministic), so the decider skips them as
-duplicates and nothing is counted twice.  Consumers of ``partials`` read committed only.
+Exactly-once by Kafka transactions we control.  What partition *p* emits (partials, dead
+letters) is held until a *checkpoint* of *p*: one transaction with *p*'s snapshot (to the
+compacted ``ingest-state`` topic, partition *p*), everything *p* emitted since its last
+checkpoint, and the input offsets the snapshot has folded.  State, output and input position
+commit together, so after a crash the new owner of *p* restores the snapshot, resumes at its
+offsets and emits only what was never committed.  Folding again does not have to repeat the
+first run: live, which records a fold sees first depends on fetch and production timing (an
+ack produced a moment after younger telemetry is late in one run and on time in the next).
+When caught up, a window close checkpoints the partitions holding partials at once (at most
+every ``_MIN_COMMIT_GAP_S``); while catching up, checkpoints are spaced so that snapshotting
+takes at most ``SNAPSHOT_BUDGET`` of the thread, partitions holding partials first.  Commits in
+between (every ``commit_interval_s``) carry heartbeats, which name a partition's watermark as of
+its last checkpoint.  Consumers of ``partials`` read committed only.
 """
 
 from __future__ import annotations
@@ -61,13 +63,13 @@ INPUT_TOPICS = ("telemetry", "acks", "device-commands")
 # Backpressure: a topic partition running this far ahead of its siblings is paused.
 _PAUSE_AT, _RESUME_AT = 50_000, 10_000
 SNAPSHOT_BUDGET = 0.2  # share of the ingest thread's time that checkpoints (snapshots) may take
-CHECKPOINT_SLICE_S = 0.05  # a periodic checkpoint snapshots dirty partitions for about this long
+CHECKPOINT_SLICE_S = 0.05  # a paced checkpoint snapshots dirty partitions for about this long
 # A heartbeat (partition watermark, per rollout) goes out when the watermark enters a new window
 # or the idle flag flips -- the decider acts on window boundaries only -- and at least this often,
 # so a restarted decider or a new rollout hears from every partition soon.
 HEARTBEAT_REFRESH_S = 5.0
 MAX_FIRMWARE_LABELS = 64  # distinct firmware values on fleetgate_decode_errors_total; the rest "other"
-_MIN_COMMIT_GAP_S = 0.05  # commits on window closes, at most this often (catching up closes many)
+_MIN_COMMIT_GAP_S = 0.05  # checkpoints for held partials when caught up, at most this often
 
 
 class IngestLoop:
@@ -117,7 +119,9 @@ class IngestLoop:
         self.paused: set[tuple[str, int]] = set()
         self.plans: dict[str, RolloutPlan] = {}
         self.dirty: set[int] = set()
-        self._window_closed = False  # since the last commit: commit at once, the decider waits for it
+        # per partition: partials folded since its last checkpoint, produced with its next one
+        self._held_partials: dict[int, list[WindowPartial]] = defaultdict(list)
+        self._committed_wm: dict[int, int] = {}  # each partition's watermark at its last checkpoint
         self._heartbeats: dict[tuple[int, str], tuple[int, bool, float]] = {}  # last (window, idle, at)
         # per input partition (None: plans), produced with the checkpoint that snapshots it
         self._held_dead_letters: dict[int | None, list[DecodeError]] = defaultdict(list)
@@ -235,6 +239,7 @@ class IngestLoop:
                 self.mergers[p].start_at(topic, (offsets or {}).get(topic, committed[(topic, p)]))
         # New partitions send their heartbeats at the next commit.
         self._heartbeats = {k: v for k, v in self._heartbeats.items() if k[0] not in new}
+        self._committed_wm.update((p, self.engines[p].watermark_ms) for p in new)
         log_event(log, "partitions assigned", partitions=sorted({tp.partition for tp in partitions}))
         self.metrics.stages.lap("restore")
         self.ready.set()
@@ -247,6 +252,9 @@ class IngestLoop:
         for p in list(self.engines):
             if p not in remaining:
                 del self.engines[p]
+                self._committed_wm.pop(p, None)
+                self._held_partials.pop(p, None)
+                self.dirty.discard(p)
                 self.mergers.pop(p, None)
                 self.enricher.revoke(p)
         log_event(log, "partitions revoked", partitions=sorted({tp.partition for tp in partitions}))
@@ -312,12 +320,17 @@ class IngestLoop:
                     self.metrics.batch_seconds.observe(time.perf_counter() - started)
                 now = time.monotonic()
                 since = now - last_commit
-                # A closed window commits at once when we are caught up; a full batch means more
-                # input is waiting (catching up closes windows all the time), so the interval rules.
-                early = self._window_closed and len(msgs) < self.batch_size and since >= _MIN_COMMIT_GAP_S
+                # Held partials are checkpointed at once when we are caught up (the decider waits
+                # for them); a full batch means more input is waiting, so the pacing rules.
+                early = (
+                    bool(self._held_partials) and len(msgs) < self.batch_size and since >= _MIN_COMMIT_GAP_S
+                )
                 if since >= self.commit_interval_s or early:
                     self.metrics.stages.lap("other")
-                    self._commit(CHECKPOINT_SLICE_S if self._checkpoint_due(now) else None)
+                    if early:
+                        self._commit(0.0, held=True)
+                    else:
+                        self._commit(CHECKPOINT_SLICE_S if self._checkpoint_due(now) else None)
                     self.metrics.stages.lap("transactions")
                     last_commit = time.monotonic()
             self._commit()
@@ -348,6 +361,8 @@ class IngestLoop:
         self.dirty.clear()
         self.paused.clear()
         self._held_dead_letters.clear()  # their records are read again from the last checkpoint
+        self._held_partials.clear()  # so are the events these partials hold
+        self._committed_wm.clear()
         self._snapshotted_at.clear()
         self._heartbeats.clear()
         self._broken = False
@@ -429,7 +444,6 @@ class IngestLoop:
             else:
                 events.append(item)
         engine = self.engines[partition]
-        closed = engine.partial.closed
         skew = self.policy.clock_skew_ms
         for ev in events:
             # The engine counts these at the broker's time (and per window as clock_skew).
@@ -440,10 +454,9 @@ class IngestLoop:
         self.metrics.stages.lap("enrich")
         self.events_in += len(events)
         self.last_event_at[partition] = self.clock()
-        for partial in engine.step(events):
-            self._send_partial(partial)
-        if engine.partial.closed != closed:
-            self._window_closed = True
+        partials = engine.step(events)
+        if partials:
+            self._held_partials[partition].extend(partials)
         self.dirty.add(partition)
         self.metrics.stages.lap("fold")
         return len(events)
@@ -532,26 +545,21 @@ class IngestLoop:
         return idle
 
     def _checkpoint_due(self, now: float) -> bool:
-        """A checkpoint every gap; a commit for a closed window skips it (the snapshots would
-        delay the partials), unless the checkpoint is overdue (catching up closes many windows)."""
-        late = now - self._checkpointed_at
-        return late >= 2 * self._checkpoint_gap_s or (
-            late >= self._checkpoint_gap_s and not self._window_closed
-        )
+        return now - self._checkpointed_at >= self._checkpoint_gap_s
 
-    def _commit(self, checkpoint_s: float | None = math.inf) -> None:
-        """Commit the open transaction (partials, heartbeats).  With `checkpoint_s`, a checkpoint
-        too: snapshots of dirty partitions for about that long (oldest first; rebalances and
-        shutdown take them all), dead letters, and the input offsets of what was snapshotted."""
+    def _commit(self, checkpoint_s: float | None = math.inf, *, held: bool = False) -> None:
+        """Commit the open transaction (heartbeats, plans).  With `checkpoint_s`, a checkpoint
+        too: snapshots of dirty partitions for about that long (partitions holding partials
+        first, then the oldest; with `held`, every partition holding partials; rebalances and
+        shutdown take them all), with their partials, dead letters and input offsets."""
         producer, consumer = self._producer, self._consumer
         if producer is None or consumer is None:
             return
         if self._consumer_fatal is not None:  # rebuild from the last commit, or stop if no restart helps
             self._fail("consume", KafkaException(self._consumer_fatal))
-        self._heartbeat(self._idle_partitions(consumer))
-        self._window_closed = False
         if checkpoint_s is not None:
-            self._checkpoint(producer, consumer, checkpoint_s)
+            self._checkpoint(producer, consumer, checkpoint_s, held)
+        self._heartbeat(self._idle_partitions(consumer) - self.dirty)
         producer.commit()
         self._committed_at = time.monotonic()
         if checkpoint_s is not None:
@@ -559,30 +567,39 @@ class IngestLoop:
         producer.begin()
 
     def _heartbeat(self, idle: set[int]) -> None:
+        """Each partition's watermark as of its last checkpoint: what its committed partials cover.
+
+        A partition with state not checkpointed yet is never idle: its partials are still held.
+        """
         now = time.monotonic()
         w = self.policy.window_ms
         for p, engine in self.engines.items():
-            beat = (engine.watermark_ms // w, p in idle)
+            wm = self._committed_wm.get(p, engine.watermark_ms)
+            beat = (wm // w, p in idle)
             for rollout_id in engine.rollout_ids():
                 last = self._heartbeats.get((p, rollout_id))
                 if last is None or last[:2] != beat or now - last[2] >= HEARTBEAT_REFRESH_S:
                     self._heartbeats[(p, rollout_id)] = (*beat, now)
-                    self._send(
-                        Envelope(EnvelopeKind.HEARTBEAT, rollout_id, p, 0, engine.watermark_ms, b"", beat[1])
-                    )
+                    self._send(Envelope(EnvelopeKind.HEARTBEAT, rollout_id, p, 0, wm, b"", beat[1]))
 
-    def _checkpoint(self, producer: TxnProducer, consumer: Consumer, budget_s: float) -> None:
-        """Add to the open transaction: snapshots of dirty partitions, dead letters, offsets.
+    def _checkpoint(self, producer: TxnProducer, consumer: Consumer, budget_s: float, held: bool) -> None:
+        """Add to the open transaction: snapshots of dirty partitions, their partials and dead
+        letters, and the input offsets the snapshots have folded.
 
-        Snapshots run on the ingest thread, so one checkpoint takes only as many partitions as
-        fit in `budget_s` (at least one, the least recently snapshotted first): a closing window
-        never waits behind a whole worker's snapshots.  Offsets advance only for partitions
-        snapshotted here, so state and offsets stay in step per partition.
+        Snapshots run on the ingest thread, so a paced checkpoint takes only as many partitions
+        as fit in `budget_s` (at least one): partitions holding partials first, the least
+        recently snapshotted first among equals.  With `held` every partition holding partials
+        is taken.  Output and offsets advance only for partitions snapshotted here, so state,
+        output and input position stay in step per partition.
         """
         started = time.perf_counter()
         taken_now: list[int] = []
-        for p in sorted(self.dirty, key=lambda p: (self._snapshotted_at.get(p, 0.0), p)):
-            if taken_now and time.perf_counter() - started >= budget_s:
+        order = sorted(
+            self.dirty, key=lambda p: (p not in self._held_partials, self._snapshotted_at.get(p, 0.0), p)
+        )
+        for p in order:
+            over = taken_now and time.perf_counter() - started >= budget_s
+            if over and not (held and p in self._held_partials):
                 break
             taken_now.append(p)
             engine = self.engines.get(p)
@@ -596,6 +613,9 @@ class IngestLoop:
                     partition=p,
                     headers=[(OFFSETS_HEADER, taken)],
                 )
+                self._committed_wm[p] = engine.watermark_ms
+            for partial in self._held_partials.pop(p, ()):
+                self._send_partial(partial)
         self.dirty.difference_update(taken_now)
         now = time.monotonic()
         self._snapshotted_at.update((p, now) for p in taken_now)
