@@ -22,6 +22,7 @@ from typing import Any, cast
 import faust
 import redis
 from confluent_kafka import Producer
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from gates.events import CohortHealth, Decision
@@ -61,6 +62,34 @@ def _read_committed() -> None:
 
     thread_cls._create_worker_consumer = create
     thread_cls._fleetgate_read_committed = True
+
+
+def _no_acks_for_skipped() -> None:
+    """Never acknowledge a partial envelope the agent did not process.
+
+    Faust skips a message fetched before a rebalance (its generation id is stale) or while flow
+    control is suspended, and acknowledges it anyway ("otherwise the lag would increase",
+    faust/streams.py).  The next commit can then carry an offset past envelopes that were never
+    merged, and the decider resumes after them: seen as partials missing from a stage's
+    cumulative counts after a kill -9 of the worker or of the broker (a rejoin is a new
+    generation).  A message is acknowledged here only in the generation it was fetched in and
+    while flow is active; anything else is fetched again after the seek to the committed
+    offsets that follows every rebalance, and a partial merged twice is recognised by its
+    (source partition, sequence).
+    """
+    cls = faust_consumer.Consumer
+    if getattr(cls, "_fleetgate_no_skipped_acks", False):
+        return
+    original = cls.ack
+
+    def ack(self: Any, message: Any) -> bool:
+        app = self.app
+        if message.generation_id != app.consumer_generation_id or not app.flow_control.is_active():
+            return False
+        return bool(original(self, message))
+
+    cls.ack = ack
+    cls._fleetgate_no_skipped_acks = True
 
 
 class DurableTable(faust.Table):  # type: ignore[misc]
@@ -267,6 +296,7 @@ def build_app(
     settings: Settings, stage: DeciderStage, *, instance: str = "0", datadir: Path | None = None
 ) -> faust.App:
     _read_committed()
+    _no_acks_for_skipped()
     datadir = datadir or Path(".cache") / "faust" / f"{settings.group_id}-{instance}"
     datadir.mkdir(parents=True, exist_ok=True)
     servers = [s.strip() for s in settings.bootstrap_servers.split(",")]

@@ -47,7 +47,9 @@ def test_executor_rides_out_a_redis_outage(base_env: dict[str, str], unique: str
                 time.sleep(0.2)
             assert "redis_unavailable" in log.read_text(), log.read_text()[-3000:]
             private.start()
+            back = time.monotonic()
             _until(_stage(store, 1), "stage 1 dispatched after Redis came back", ex)
+            print(f"stage 1 dispatched {time.monotonic() - back:.1f} s after Redis was back")
             assert store.seen(PLAN["rollout_id"], PROCEED_ID)
             reader = TopicReader(settings, "device-commands")
             try:
