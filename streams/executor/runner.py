@@ -29,7 +29,6 @@ from enum import StrEnum
 from typing import Any
 
 import redis
-from confluent_kafka import OFFSET_BEGINNING
 
 from gates.cohorts import RolloutInfo, attribute_tuple
 from gates.events import (
@@ -54,6 +53,7 @@ from streams.executor.machine import (
     decide,
     is_start,
 )
+from streams.executor.outage import rewind, wait_for_redis
 from streams.executor.plans import PlanSpec
 from streams.executor.rebuild import Rebuilt, rebuild_lost_state, replay_feed, status_header
 from streams.executor.store import ExecutorStore, version_field
@@ -66,18 +66,6 @@ log = logging.getLogger("fleetgate.executor")
 DOWNGRADE_REFUSED = "downgrade_refused"
 _SETTLED = ("done", "held:", "failed:")
 _SEEN_WRITE_MS = 5_000  # write a device's seen_ms at most this often unless versions change
-_REDIS_RETRY_CAP_S = 2.0  # while Redis is down, it is asked again at most this far apart
-
-
-def _rewind(consumer: Any) -> None:
-    """Seek every assigned partition back to its committed offset (or the reset position)."""
-    assigned = consumer.assignment()
-    if not assigned:
-        return
-    for tp in consumer.committed(assigned, timeout=30):
-        if tp.offset < 0:
-            tp.offset = OFFSET_BEGINNING  # nothing committed yet: auto.offset.reset is earliest
-        consumer.seek(tp)
 
 
 def wall_clock_ms() -> int:
@@ -199,29 +187,19 @@ class Executor:
             self.close()
 
     def _ride_out(self, exc: redis.RedisError, stop: threading.Event) -> None:
-        """Redis failed mid-step: handle it as a crash without leaving the process.
+        """Redis failed mid-step: a crash without leaving the process (streams/executor/outage.py).
 
-        Every offset is committed only after what it caused is in Redis, so the consumers go
-        back to their committed offsets, and once Redis answers again :meth:`recover` runs as
-        after a restart (state reloaded, or rebuilt from Kafka if Redis came back empty;
-        undelivered commands re-sent with their ids).  Decisions seen before are recognised
-        by id, so a decision the failed step had persisted is not applied twice.
+        :meth:`recover` runs at the next step, as after a restart (state reloaded, or rebuilt
+        from Kafka if Redis came back empty; undelivered commands re-sent with their ids);
+        a decision the failed step had persisted is recognised by its id.
         """
         self._log("redis_unavailable", error=str(exc))
         self._recovered = False
         self._seen_written.clear()  # Redis may come back without what this cache says it holds
         for consumer in (self.control, self.feed):
-            _rewind(consumer)
-        wait_s = 0.2
-        while not stop.is_set():
-            try:
-                self.store.client.ping()
-            except redis.RedisError:
-                stop.wait(wait_s)
-                wait_s = min(2 * wait_s, _REDIS_RETRY_CAP_S)
-                continue
+            rewind(consumer)
+        if wait_for_redis(self.store.client, stop):
             self._log("redis_available")
-            return
 
     def close(self) -> None:
         """Stop without committing anything further (offsets already committed stay)."""

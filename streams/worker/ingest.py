@@ -37,7 +37,7 @@ from typing import Any, NoReturn
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from gates.events import Ack, DecodeErrorCount, RolloutPlan, Telemetry
+from gates.events import Ack, RolloutPlan, Telemetry
 from gates.partition import PartitionEngine
 from gates.policy import GatePolicy
 from gates.wire import WindowPartial
@@ -46,6 +46,7 @@ from streams.config import Settings
 from streams.inventory import InventoryCache
 from streams.logs import log_event
 from streams.worker.bounded import TransactionLost
+from streams.worker.deadletters import DeadLetters, error_count
 from streams.worker.enrich import Enricher
 from streams.worker.envelope import Envelope, EnvelopeKind, encode_envelope
 from streams.worker.merge import Buffered, PartitionMerger
@@ -68,7 +69,6 @@ CHECKPOINT_SLICE_S = 0.05  # a paced checkpoint snapshots dirty partitions for a
 # or the idle flag flips -- the decider acts on window boundaries only -- and at least this often,
 # so a restarted decider or a new rollout hears from every partition soon.
 HEARTBEAT_REFRESH_S = 5.0
-MAX_FIRMWARE_LABELS = 64  # distinct firmware values on fleetgate_decode_errors_total; the rest "other"
 _MIN_COMMIT_GAP_S = 0.05  # checkpoints for held partials when caught up, at most this often
 
 
@@ -107,7 +107,6 @@ class IngestLoop:
         self.topics = {settings.topic(t): t for t in INPUT_TOPICS}
         self.partials_topic = settings.topic("partials")
         self.state_topic = settings.topic("ingest-state")
-        self.deadletter_topic = settings.topic("deadletter")
         self.decoders = {
             settings.topic("telemetry"): Decoder.telemetry(),
             settings.topic("acks"): Decoder.ack(),
@@ -123,9 +122,9 @@ class IngestLoop:
         self._held_partials: dict[int, list[WindowPartial]] = defaultdict(list)
         self._committed_wm: dict[int, int] = {}  # each partition's watermark at its last checkpoint
         self._heartbeats: dict[tuple[int, str], tuple[int, bool, float]] = {}  # last (window, idle, at)
-        # per input partition (None: plans), produced with the checkpoint that snapshots it
-        self._held_dead_letters: dict[int | None, list[DecodeError]] = defaultdict(list)
-        self._firmware_labels: set[str] = set()
+        self.dead_letters = DeadLetters(
+            settings.topic("deadletter"), Framing(settings.output_framing), self.metrics
+        )
         self.events_in = 0
         self.ready = threading.Event()
         self._consumer: Consumer | None = None
@@ -360,7 +359,7 @@ class IngestLoop:
         self.enricher.clear()
         self.dirty.clear()
         self.paused.clear()
-        self._held_dead_letters.clear()  # their records are read again from the last checkpoint
+        self.dead_letters.clear()
         self._held_partials.clear()  # so are the events these partials hold
         self._committed_wm.clear()
         self._snapshotted_at.clear()
@@ -371,7 +370,7 @@ class IngestLoop:
         assert self._plans is not None
         plans, errors = self._plans.poll(timeout)
         for err in errors:
-            self._dead_letter(err, None)
+            self.dead_letters.hold(err, None)
         for plan in plans:
             old = self.plans.get(plan.rollout_id)
             if old is not None and plan.updated_at_ms < old.updated_at_ms:
@@ -439,8 +438,8 @@ class IngestLoop:
         events: list[Any] = []
         for item in released:
             if isinstance(item, DecodeError):
-                self._dead_letter(item, partition)
-                events.append(self._error_count(item))
+                self.dead_letters.hold(item, partition)
+                events.append(error_count(item, self.policy.window_ms))
             else:
                 events.append(item)
         engine = self.engines[partition]
@@ -475,11 +474,6 @@ class IngestLoop:
         for fmt, n in formats.items():
             self.metrics.events.labels(topic, str(fmt)).inc(n)
 
-    def _error_count(self, err: DecodeError) -> DecodeErrorCount:
-        window = self.policy.window_ms
-        t = err.timestamp_ms if err.timestamp_ms >= 0 else 0
-        return DecodeErrorCount(err.firmware_version or "unknown", t - t % window, err.reason.value, 1)
-
     # ------------------------------------------------------------------ output
     def _send_partial(self, partial: WindowPartial) -> None:
         self.metrics.partials.inc()
@@ -502,33 +496,6 @@ class IngestLoop:
         value, headers = encode_envelope(env)
         self._producer.produce(self.partials_topic, key=env.rollout_id.encode(), value=value, headers=headers)
         self._producer.poll(0)
-
-    def _firmware_label(self, err: DecodeError) -> str:
-        # Firmware strings come from devices: at most MAX_FIRMWARE_LABELS distinct label values,
-        # so a device sending garbage versions cannot grow the metrics without bound.
-        fw = err.firmware_version or "unknown"
-        if fw not in self._firmware_labels:
-            if len(self._firmware_labels) >= MAX_FIRMWARE_LABELS:
-                return "other"
-            self._firmware_labels.add(fw)
-        return fw
-
-    def _dead_letter(self, err: DecodeError, partition: int | None) -> None:
-        # Held until the checkpoint that commits the offsets past its record: a crash before
-        # then reads the record again, and it must not be dead-lettered twice.
-        self._held_dead_letters[partition].append(err)
-        self.metrics.decode_errors.labels(err.topic, err.reason.value, self._firmware_label(err)).inc()
-        self.metrics.dead_letters.inc()
-
-    def _produce_dead_letters(self, partitions: list[int]) -> None:
-        assert self._producer is not None
-        framing = Framing(self.settings.output_framing)
-        for p in [None, *partitions]:
-            for err in self._held_dead_letters.pop(p, ()):
-                value, headers = self.encoder.encode(err, framing)
-                self._producer.produce(
-                    self.deadletter_topic, key=(err.topic or "").encode(), value=value, headers=headers
-                )
 
     def _idle_partitions(self, consumer: Consumer) -> set[int]:
         """Partitions with nothing left to read on any input topic and no event for the idle timeout."""
@@ -622,7 +589,7 @@ class IngestLoop:
         self._checkpoint_gap_s = max(
             self.commit_interval_s, (time.perf_counter() - started) / SNAPSHOT_BUDGET
         )
-        self._produce_dead_letters(taken_now)
+        self.dead_letters.produce(producer, taken_now)
         # Only what was folded is committed: buffered records are read again after a crash.
         positions = [
             TopicPartition(topic, p, offset)
