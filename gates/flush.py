@@ -42,10 +42,13 @@ class Flush(PartialBase):
                     by_rollout.setdefault((key.rollout_id, idx), {})[key] = agg
         for (rid, idx), aggs in sorted(by_rollout.items()):
             self.sequence += 1
+            previous = self.last_sequence.get(rid, 0)
+            self.last_sequence[rid] = self.sequence
             out.append(
                 WindowPartial(
                     source_partition=self.partition,
                     sequence=self.sequence,
+                    previous=previous,
                     rollout_id=rid,
                     window_start_ms=idx * self._w,
                     window_end_ms=(idx + 1) * self._w,

@@ -95,6 +95,7 @@ class PartialAggregator(TelemetryFold, ExposureFold, Flush):
             ],
             "closed": self.closed,
             "sequence": self.sequence,
+            "last_sequence": sorted(self.last_sequence.items()),
             "events_in": self.events_in,
             "flushed_events": self._flushed_events,
             "metric_names": list(self._metric_names),
@@ -131,6 +132,7 @@ class PartialAggregator(TelemetryFold, ExposureFold, Flush):
             }
         agg.closed = d["closed"]
         agg.sequence = d["sequence"]
+        agg.last_sequence = {sys.intern(str(r)): int(n) for r, n in d.get("last_sequence", ())}
         agg.events_in = d["events_in"]
         agg._flushed_events = d["flushed_events"]
         agg._metric_names = {sys.intern(n): n for n in d["metric_names"]}

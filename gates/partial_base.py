@@ -35,6 +35,8 @@ class PartialBase:
         self._open: dict[int, dict[CohortKey, WindowAggregate]] = {}
         self.closed = -(2**62)  # windows with index < closed have been flushed
         self.sequence = 0
+        # per rollout: the sequence of its last partial, which the next one names as `previous`
+        self.last_sequence: dict[str, int] = {}
         self.events_in = 0
         self._flushed_events = 0
         self._max_metrics = policy.max_metric_names

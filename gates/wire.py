@@ -5,7 +5,9 @@ partial is a plain value with a deterministic byte encoding (sorted-key JSON, zl
 ``(source_partition, sequence)`` identifies it: sequences grow by one per partial
 emitted by a source partition, and the decider ignores a partial whose sequence is not
 above the highest it has merged from that partition (a re-send after a crash).
-``input_from``/``input_to`` give the range of input events (counted by the source
+``previous`` is the sequence of the source partition's partial for the same rollout before
+this one (0 for its first; -1 when unknown, from an older producer), so a consumer can
+tell that a partial of its rollout is missing.  ``input_from``/``input_to`` give the range of input events (counted by the source
 aggregator since its start) the partial covers, for tracing.
 """
 
@@ -38,6 +40,7 @@ class WindowPartial:
     input_from: int = 0
     input_to: int = 0
     aggregates: dict[CohortKey, WindowAggregate] = field(default_factory=dict)
+    previous: int = -1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +54,7 @@ class WindowPartial:
             "watermark_ms": self.watermark_ms,
             "input_from": self.input_from,
             "input_to": self.input_to,
+            "previous": self.previous,
             "aggregates": [[list(k), a.to_dict()] for k, a in sorted(self.aggregates.items())],
         }
 
@@ -76,6 +80,7 @@ class WindowPartial:
                 int(d["input_from"]),
                 int(d["input_to"]),
                 aggs,
+                int(d.get("previous", -1)),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise SnapshotError(f"malformed WindowPartial: {exc}") from None

@@ -117,8 +117,11 @@ class _Index:
         return n
 
 
-def _combine(results: list[list[WindowPartial]], watermark_ms: int, seq: list[int]) -> list[WindowPartial]:
-    """The partials one aggregator over all partitions would have emitted at this flush."""
+def _combine(
+    results: list[list[WindowPartial]], watermark_ms: int, seq: list[int], last: dict[str, int]
+) -> list[WindowPartial]:
+    """The partials one aggregator over all partitions would have emitted at this flush
+    (`seq` and `last`, the sequence counter and each rollout's last sequence, carry over)."""
     groups: dict[tuple[str, int], list[WindowPartial]] = {}
     for partials in results:
         for p in partials:
@@ -136,11 +139,13 @@ def _combine(results: list[list[WindowPartial]], watermark_ms: int, seq: list[in
         if not aggs:
             continue
         seq[0] += 1
+        previous, last[rid] = last.get(rid, 0), seq[0]
         first = ps[0]
         out.append(
             WindowPartial(
                 source_partition=0,
                 sequence=seq[0],
+                previous=previous,
                 rollout_id=rid,
                 window_start_ms=start,
                 window_end_ms=first.window_end_ms,
@@ -416,19 +421,20 @@ def _decide(
     out: list[Any] = []
     health: dict[tuple[str, int, str, bool, int], Any] = {}
     plan_state: dict[str, RolloutState] = {}
-    seq = [0]
+    seq: list[int] = [0]
+    last: dict[str, int] = {}  # each rollout's last sequence
     watermark = _NEG
     for i, op in enumerate(ops):
         kind = op.kind
         if kind == FLUSH:
             watermark = max(watermark, op.arg)
-            partials = _combine([p for _, p in results.get(i, [])], watermark, seq)
+            partials = _combine([p for _, p in results.get(i, [])], watermark, seq, last)
             decider.merge(partials)
             out.extend(decider.advance(watermark))
         elif kind == LATE:
             got = results.get(i, [])
             if any(pending for pending, _ in got):
-                decider.merge(_combine([p for _, p in got], watermark, seq))
+                decider.merge(_combine([p for _, p in got], watermark, seq, last))
                 out.extend(decider.advance(watermark))
             if op.arg:
                 for h in engine.cohort_health():

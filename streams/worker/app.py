@@ -34,6 +34,7 @@ from streams.topics import TOPICS
 from streams.worker.decide import Applied, RolloutGate
 from streams.worker.envelope import decode_envelope
 from streams.worker.metrics import WorkerMetrics
+from streams.worker.refetch import read_range
 
 __all__ = ["DeciderStage", "build_app", "status_key"]
 
@@ -73,9 +74,8 @@ def _no_acks_for_skipped() -> None:
     merged, and the decider resumes after them: seen as partials missing from a stage's
     cumulative counts after a kill -9 of the worker or of the broker (a rejoin is a new
     generation).  A message is acknowledged here only in the generation it was fetched in and
-    while flow is active; anything else is fetched again after the seek to the committed
-    offsets that follows every rebalance, and a partial merged twice is recognised by its
-    (source partition, sequence).
+    while flow is active.  Faust has other ways to pass over messages; whatever it skips, the
+    gate notices from the sequences envelopes carry and reads again (`fold` in `build_app`).
     """
     cls = faust_consumer.Consumer
     if getattr(cls, "_fleetgate_no_skipped_acks", False):
@@ -188,11 +188,26 @@ class DeciderStage:
         self._cache[gate.rollout_id] = (raw, gate)
         return raw
 
-    def handle(self, raw_state: bytes | None, value: bytes) -> tuple[RolloutGate, Applied]:
+    def handle(
+        self, raw_state: bytes | None, value: bytes, offset: int = -1, *, accept_gap: bool = False
+    ) -> tuple[RolloutGate, Applied]:
         env = decode_envelope(value)
         gate = self.gate_for(env.rollout_id, raw_state)
         before = gate.decider.duplicates
-        applied = gate.apply(env, self.plan_decoder)
+        applied = gate.apply(env, self.plan_decoder, offset, accept_gap=accept_gap)
+        if applied.gap:
+            self.metrics.partials_missing.inc()
+            log_event(
+                log,
+                "partials missing from the partials topic: folded without them",
+                logging.ERROR,
+                rollout=env.rollout_id,
+                source_partition=env.source_partition,
+                kind=env.kind.value,
+                sequence=env.sequence,
+                merged_up_to=gate.decider.seen.get(env.source_partition),
+                offset=offset,
+            )
         if gate.decider.duplicates > before:
             self.metrics.duplicates.inc(gate.decider.duplicates - before)
         if gate.watermark_ms > 0:
@@ -338,22 +353,45 @@ def build_app(
         ),
     )
 
+    async def fold(key: bytes, value: bytes, tp: Any, offset: int, reread: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        gate, applied = stage.handle(table.get(key), value, offset, accept_gap=reread)
+        if applied.missed_from is not None:
+            # Envelopes of this rollout were skipped on the way here: read them from the topic
+            # (only this rollout's; other rollouts notice their own), fold them, then this one.
+            stage.metrics.partials_reread.inc()
+            log_event(
+                log,
+                "partials skipped by the consumer: reading again",
+                logging.WARNING,
+                rollout=gate.rollout_id,
+                partition=tp.partition,
+                start=applied.missed_from,
+                end=offset,
+            )
+            missed = await loop.run_in_executor(
+                None, read_range, stage.settings, tp.topic, tp.partition, applied.missed_from, offset
+            )
+            for k, v, o in missed:
+                if k == key:
+                    await fold(key, v, tp, o, reread=True)
+            await fold(key, value, tp, offset, reread=True)
+            return
+        if applied.publish:
+            # Decisions reach the broker before the state that records them: never lost,
+            # at worst repeated with the same id after a crash.
+            await loop.run_in_executor(None, stage.publish, gate, applied.decisions)
+        if applied.persist:
+            table[key] = stage.remember(gate)  # durable before its offset commits: DurableTable
+        elif stage.status_failures:
+            # Redis was down at the last status write: retry on the next envelope (heartbeats
+            # come at least every few seconds), so the status catches up when Redis returns.
+            await loop.run_in_executor(None, stage.retry_status, gate)
+
     @app.agent(partials, concurrency=1)  # concurrency 1: faust #606 can skip offsets otherwise
     async def decide(stream: Any) -> None:
-        loop = asyncio.get_running_loop()
         async for event in stream.events():
-            key = event.key
-            gate, applied = stage.handle(table.get(key), event.value)
-            if applied.publish:
-                # Decisions reach the broker before the state that records them: never lost,
-                # at worst repeated with the same id after a crash.
-                await loop.run_in_executor(None, stage.publish, gate, applied.decisions)
-            if applied.persist:
-                table[key] = stage.remember(gate)  # durable before its offset commits: DurableTable
-            elif stage.status_failures:
-                # Redis was down at the last status write: retry on the next envelope (heartbeats
-                # come at least every few seconds), so the status catches up when Redis returns.
-                await loop.run_in_executor(None, stage.retry_status, gate)
+            await fold(event.key, event.value, event.message.tp, event.message.offset)
 
     return app
 

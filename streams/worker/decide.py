@@ -43,6 +43,10 @@ class Applied:
     decisions: list[Decision]
     publish: bool  # decisions or freshly computed cohort health: to Kafka (and the Redis status)
     persist: bool  # durable state changed: to the Faust table
+    # Partials of this rollout never reached us (see RolloutGate.apply): nothing was folded, read
+    # the `partials` partition again from this offset, then fold the envelope again.
+    missed_from: int | None = None
+    gap: bool = False  # folded although partials before it are missing (they are not in the topic)
 
 
 @dataclass
@@ -53,13 +57,23 @@ class RolloutGate:
     watermark_ms: int = _NEG
     plan_state: str | None = None
     expected_sources: int = 0  # input partitions that feed every rollout
+    offset: int = -1  # offset (in its `partials` partition) of the last envelope folded
 
     @classmethod
     def new(cls, rollout_id: str, policy: GatePolicy, expected_sources: int) -> RolloutGate:
         return cls(rollout_id, Decider(policy), expected_sources=expected_sources)
 
-    def apply(self, env: Envelope, plan_decoder: Decoder) -> Applied:
-        """Fold one envelope.
+    def apply(
+        self, env: Envelope, plan_decoder: Decoder, offset: int = -1, *, accept_gap: bool = False
+    ) -> Applied:
+        """Fold one envelope, read at `offset` of the rollout's `partials` partition.
+
+        Nothing of a source may be folded past a partial of this rollout that never arrived
+        (Faust can skip fetched messages around a rebalance and commit past them): a partial
+        names the sequence of its predecessor for the rollout, a heartbeat the last one its
+        source has committed.  If one is missing, nothing is folded and `missed_from` says
+        where to read again; with `accept_gap` (read again, still missing) it is folded and
+        `gap` says so.
 
         Heartbeats that only move a source's watermark change nothing durable: every source
         sends one again within a few seconds after a restart, so they are not persisted.  A
@@ -67,6 +81,14 @@ class RolloutGate:
         window close brings one partial per input partition: publishing each would repeat
         the same cohort health as many times).
         """
+        partial = WindowPartial.from_bytes(env.payload) if env.kind is EnvelopeKind.PARTIAL else None
+        gap = self._missed(env, partial)
+        if gap and not accept_gap:
+            return Applied([], False, False, missed_from=self.offset + 1)
+        if offset >= 0:
+            self.offset = offset
+        if gap and env.kind is EnvelopeKind.HEARTBEAT:  # given up on: do not look for them again
+            self.decider.seen[env.source_partition] = env.sequence
         merged = False
         if env.kind is EnvelopeKind.PLAN:
             plan = plan_decoder.decode(env.payload, (), -1)
@@ -74,9 +96,9 @@ class RolloutGate:
                 self._observe_plan(plan)
                 merged = True
         else:
-            if env.kind is EnvelopeKind.PARTIAL:
+            if partial is not None:
                 before = self.decider.duplicates
-                self.decider.merge([WindowPartial.from_bytes(env.payload)])
+                self.decider.merge([partial])
                 merged = self.decider.duplicates == before
             clock = self.sources.setdefault(env.source_partition, SourceClock(env.watermark_ms))
             clock.watermark_ms = max(clock.watermark_ms, env.watermark_ms)
@@ -92,7 +114,15 @@ class RolloutGate:
         # New cohort health (a window evaluated, or late data re-evaluating one) is published;
         # an evaluation that changes nothing (e.g. a finished rollout) is not.
         publish = bool(decisions) or self.decider.health != health
-        return Applied(decisions, publish, merged or publish or self.decider.evaluated != evaluated)
+        persist = merged or publish or self.decider.evaluated != evaluated
+        return Applied(decisions, publish, persist, gap=gap)
+
+    def _missed(self, env: Envelope, partial: WindowPartial | None) -> bool:
+        """Does `env` show that a partial of this rollout from its source has not been merged?"""
+        seen = self.decider.seen.get(env.source_partition, 0)
+        if partial is not None:  # previous -1: an older producer, which names none
+            return partial.sequence > seen and partial.previous > seen
+        return env.kind is EnvelopeKind.HEARTBEAT and env.sequence > seen
 
     def _observe_plan(self, plan: RolloutPlan) -> None:
         resumed = self.plan_state == RolloutState.PAUSED.value and plan.state is RolloutState.ACTIVE
@@ -145,6 +175,7 @@ class RolloutGate:
                 "watermark_ms": self.watermark_ms,
                 "plan_state": self.plan_state,
                 "expected_sources": self.expected_sources,
+                "offset": self.offset,
             }
         )
 
@@ -158,4 +189,5 @@ class RolloutGate:
             int(d["watermark_ms"]),
             d["plan_state"],
             int(d["expected_sources"]),
+            int(d.get("offset", -1)),
         )

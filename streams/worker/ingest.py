@@ -120,7 +120,8 @@ class IngestLoop:
         self.dirty: set[int] = set()
         # per partition: partials folded since its last checkpoint, produced with its next one
         self._held_partials: dict[int, list[WindowPartial]] = defaultdict(list)
-        self._committed_wm: dict[int, int] = {}  # each partition's watermark at its last checkpoint
+        # each partition at its last checkpoint: watermark, and its last partial's sequence per rollout
+        self._checkpointed: dict[int, tuple[int, dict[str, int]]] = {}
         self._heartbeats: dict[tuple[int, str], tuple[int, bool, float]] = {}  # last (window, idle, at)
         self.dead_letters = DeadLetters(
             settings.topic("deadletter"), Framing(settings.output_framing), self.metrics
@@ -238,7 +239,7 @@ class IngestLoop:
                 self.mergers[p].start_at(topic, (offsets or {}).get(topic, committed[(topic, p)]))
         # New partitions send their heartbeats at the next commit.
         self._heartbeats = {k: v for k, v in self._heartbeats.items() if k[0] not in new}
-        self._committed_wm.update((p, self.engines[p].watermark_ms) for p in new)
+        self._checkpointed.update((p, self._position(self.engines[p])) for p in new)
         log_event(log, "partitions assigned", partitions=sorted({tp.partition for tp in partitions}))
         self.metrics.stages.lap("restore")
         self.ready.set()
@@ -251,7 +252,7 @@ class IngestLoop:
         for p in list(self.engines):
             if p not in remaining:
                 del self.engines[p]
-                self._committed_wm.pop(p, None)
+                self._checkpointed.pop(p, None)
                 self._held_partials.pop(p, None)
                 self.dirty.discard(p)
                 self.mergers.pop(p, None)
@@ -361,7 +362,7 @@ class IngestLoop:
         self.paused.clear()
         self.dead_letters.clear()
         self._held_partials.clear()  # so are the events these partials hold
-        self._committed_wm.clear()
+        self._checkpointed.clear()
         self._snapshotted_at.clear()
         self._heartbeats.clear()
         self._broken = False
@@ -536,18 +537,26 @@ class IngestLoop:
     def _heartbeat(self, idle: set[int]) -> None:
         """Each partition's watermark as of its last checkpoint: what its committed partials cover.
 
-        A partition with state not checkpointed yet is never idle: its partials are still held.
+        A heartbeat names, as its sequence, the rollout's last partial that checkpoint committed:
+        a decider that has not merged it knows it missed partials and must not move on.  A
+        partition with state not checkpointed yet is never idle: its partials are still held.
         """
         now = time.monotonic()
         w = self.policy.window_ms
         for p, engine in self.engines.items():
-            wm = self._committed_wm.get(p, engine.watermark_ms)
+            # what the last checkpoint committed, never the engine's uncommitted position
+            wm, sequences = self._checkpointed[p]
             beat = (wm // w, p in idle)
             for rollout_id in engine.rollout_ids():
                 last = self._heartbeats.get((p, rollout_id))
                 if last is None or last[:2] != beat or now - last[2] >= HEARTBEAT_REFRESH_S:
                     self._heartbeats[(p, rollout_id)] = (*beat, now)
-                    self._send(Envelope(EnvelopeKind.HEARTBEAT, rollout_id, p, 0, wm, b"", beat[1]))
+                    seq = sequences.get(rollout_id, 0)
+                    self._send(Envelope(EnvelopeKind.HEARTBEAT, rollout_id, p, seq, wm, b"", beat[1]))
+
+    @staticmethod
+    def _position(engine: PartitionEngine) -> tuple[int, dict[str, int]]:
+        return engine.watermark_ms, dict(engine.partial.last_sequence)
 
     def _checkpoint(self, producer: TxnProducer, consumer: Consumer, budget_s: float, held: bool) -> None:
         """Add to the open transaction: snapshots of dirty partitions, their partials and dead
@@ -580,7 +589,7 @@ class IngestLoop:
                     partition=p,
                     headers=[(OFFSETS_HEADER, taken)],
                 )
-                self._committed_wm[p] = engine.watermark_ms
+                self._checkpointed[p] = self._position(engine)
             for partial in self._held_partials.pop(p, ()):
                 self._send_partial(partial)
         self.dirty.difference_update(taken_now)

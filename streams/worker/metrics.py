@@ -111,6 +111,16 @@ class WorkerMetrics:
         self.duplicates = Counter(
             "fleetgate_partials_duplicate_total", "Re-sent partials recognised and skipped", registry=r
         )
+        self.partials_reread = Counter(
+            "fleetgate_partials_reread_total",
+            "Times the decider read the partials topic again for envelopes its consumer skipped",
+            registry=r,
+        )
+        self.partials_missing = Counter(
+            "fleetgate_partials_missing_total",
+            "Envelopes folded although partials before them are not in the topic (see the error log)",
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "fleetgate_engine_batch_seconds",
             "Time to decode and fold one consumed batch",

@@ -1,0 +1,120 @@
+"""A decider never moves past a partial of its rollout that it has not merged.
+
+Faust can skip fetched `partials` messages around a rebalance and commit past them (seen as
+cumulative ack counts short by a partition's window after kill -9).  Partials name their
+predecessor for the rollout and heartbeats the last partial their source committed, so the
+gate notices; these tests drive RolloutGate directly, without Kafka.
+"""
+
+from __future__ import annotations
+
+from gates.partial import PartialAggregator
+from gates.wire import WindowPartial
+from streams.codecs import Decoder
+from streams.worker.decide import RolloutGate
+from streams.worker.envelope import Envelope, EnvelopeKind
+from tests.gates.sim import PROP_POLICY, T0, Fleet
+
+DECODER = Decoder.output()
+
+
+def _partials(windows: int = 6) -> list[WindowPartial]:
+    agg = PartialAggregator(PROP_POLICY, partition=0)
+    agg.step(Fleet(n=40, windows=windows).events())
+    out: list[WindowPartial] = []
+    for i in range(1, windows + 2):
+        out.extend(agg.flush(T0 + i * PROP_POLICY.window_ms))
+    return out
+
+
+def _env(p: WindowPartial) -> Envelope:
+    return Envelope(
+        EnvelopeKind.PARTIAL, p.rollout_id, p.source_partition, p.sequence, p.watermark_ms, p.to_bytes()
+    )
+
+
+def _heartbeat(rollout: str, sequence: int, watermark_ms: int) -> Envelope:
+    return Envelope(EnvelopeKind.HEARTBEAT, rollout, 0, sequence, watermark_ms, b"")
+
+
+def test_partials_name_their_predecessor_per_rollout() -> None:
+    partials = _partials()
+    assert len(partials) >= 3
+    last: dict[str, int] = {}
+    for p in partials:
+        assert p.previous == last.get(p.rollout_id, 0)
+        last[p.rollout_id] = p.sequence
+
+
+def test_the_chain_survives_a_snapshot() -> None:
+    agg = PartialAggregator(PROP_POLICY, partition=0)
+    agg.step(Fleet(n=40, windows=6).events())
+    first = agg.flush(T0 + 3 * PROP_POLICY.window_ms)
+    restored = PartialAggregator.from_dict(PROP_POLICY, agg.to_dict())
+    assert restored.last_sequence == agg.last_sequence and first
+    later = restored.flush(T0 + 8 * PROP_POLICY.window_ms)
+    assert later and later[0].previous == first[-1].sequence
+
+
+def test_a_missing_partial_stops_the_gate_until_it_is_read_again() -> None:
+    partials = _partials()
+    rid = partials[0].rollout_id
+    gate = RolloutGate.new(rid, PROP_POLICY, expected_sources=1)
+    gate.apply(_env(partials[0]), DECODER, offset=10)
+    before = gate.to_bytes()
+    skipped = gate.apply(_env(partials[2]), DECODER, offset=30)  # partials[1] never arrived
+    assert skipped.missed_from == 11 and not skipped.persist and not skipped.decisions
+    assert gate.to_bytes() == before  # nothing folded
+    # read again from offset 11: the missing one, then the one that noticed
+    assert gate.apply(_env(partials[1]), DECODER, offset=20).missed_from is None
+    assert gate.apply(_env(partials[2]), DECODER, offset=30).missed_from is None
+    assert gate.decider.seen[0] == partials[2].sequence and gate.offset == 30
+
+
+def test_a_heartbeat_past_an_unmerged_partial_moves_nothing() -> None:
+    partials = _partials()
+    rid = partials[0].rollout_id
+    gate = RolloutGate.new(rid, PROP_POLICY, expected_sources=1)
+    gate.apply(_env(partials[0]), DECODER, offset=5)
+    beat = _heartbeat(rid, partials[1].sequence, partials[-1].watermark_ms)
+    applied = gate.apply(beat, DECODER, offset=9)
+    assert applied.missed_from == 6
+    assert gate.sources[0].watermark_ms == partials[0].watermark_ms  # not moved by the heartbeat
+    # a heartbeat naming what was merged moves the watermark
+    ok = _heartbeat(rid, partials[0].sequence, partials[0].watermark_ms + PROP_POLICY.window_ms)
+    assert gate.apply(ok, DECODER, offset=12).missed_from is None
+    assert gate.sources[0].watermark_ms == partials[0].watermark_ms + PROP_POLICY.window_ms
+
+
+def test_partials_not_in_the_topic_are_given_up_on_loudly_once() -> None:
+    partials = _partials()
+    rid = partials[0].rollout_id
+    gate = RolloutGate.new(rid, PROP_POLICY, expected_sources=1)
+    gate.apply(_env(partials[0]), DECODER, offset=1)
+    beat = _heartbeat(rid, partials[2].sequence, partials[2].watermark_ms)
+    forced = gate.apply(beat, DECODER, offset=7, accept_gap=True)
+    assert forced.gap and forced.missed_from is None
+    assert gate.sources[0].watermark_ms == partials[2].watermark_ms
+    # the next heartbeat naming the same partial is not a new gap
+    again = gate.apply(_heartbeat(rid, partials[2].sequence, partials[2].watermark_ms), DECODER, offset=8)
+    assert again.missed_from is None and not again.gap
+
+
+def test_older_producers_without_a_chain_are_merged_as_before() -> None:
+    partials = _partials()
+    rid = partials[0].rollout_id
+    gate = RolloutGate.new(rid, PROP_POLICY, expected_sources=1)
+    old = [
+        WindowPartial.from_dict({k: v for k, v in p.to_dict().items() if k != "previous"}) for p in partials
+    ]
+    assert all(p.previous == -1 for p in old)
+    for i, p in enumerate(old[::2]):
+        assert gate.apply(_env(p), DECODER, offset=i).missed_from is None
+    assert gate.apply(_heartbeat(rid, 0, old[-1].watermark_ms), DECODER, offset=99).missed_from is None
+
+
+def test_the_gate_offset_survives_its_state() -> None:
+    partials = _partials()
+    gate = RolloutGate.new(partials[0].rollout_id, PROP_POLICY, expected_sources=1)
+    gate.apply(_env(partials[0]), DECODER, offset=42)
+    assert RolloutGate.from_bytes(PROP_POLICY, gate.to_bytes()).offset == 42
