@@ -3,7 +3,8 @@
 One test per simulator scenario, with the demo policy (policies/demo.yaml) and the demo plans
 (plans/demo.yaml, plans/demo-config.yaml for the configuration scenario).  The gate worker runs
 as a real `fleetgate worker` subprocess; the executor and the live simulator run in-process
-threads.  Every test has its own topic prefix, Redis namespace and consumer groups.
+threads.  Every test has its own topic prefix, Redis namespace and consumer groups, and the
+scenarios run a few at a time (CONCURRENT).
 
 The verdict is :func:`streams.demo.outcome.check_outcome`: the executor's final state (Redis),
 every decision on the control topic and the simulator's ground truth (truth JSON) must agree —
@@ -19,6 +20,9 @@ import concurrent.futures
 import json
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,9 +71,15 @@ CASES: dict[str, Case] = {
 }
 
 
-@pytest.fixture
-def e2e_env(settings_env: dict[str, str], unique: str):  # type: ignore[no-untyped-def]
-    env = settings_env | {
+# Scenarios run this many at a time: each is mostly a worker waiting for event time to pass
+# (the healthy rollout alone takes 200-230 s), so one after the other the suite spent 13 min here.
+CONCURRENT = 3
+
+
+@contextmanager
+def _scenario_env(base: dict[str, str], unique: str) -> Iterator[tuple[dict[str, str], Settings]]:
+    """One scenario's own topic prefix, Redis namespace and consumer groups, cleaned up after."""
+    env = base | {
         "FLEETGATE_TOPIC_PREFIX": f"test.e2e.{unique}.",
         "FLEETGATE_REDIS_NAMESPACE": f"test-e2e-{unique}",
         "FLEETGATE_GROUP_ID": f"e2e-{unique}",
@@ -77,18 +87,48 @@ def e2e_env(settings_env: dict[str, str], unique: str):  # type: ignore[no-untyp
     }
     settings = load_settings(env)
     create_topics(settings)
-    yield env, settings
-    import redis
-    from confluent_kafka.admin import AdminClient
+    try:
+        yield env, settings
+    finally:
+        import redis
+        from confluent_kafka.admin import AdminClient
 
-    # best-effort clean-up, bounded in total (one 30 s wait per topic outlasted the test's
-    # timeout on a loaded machine)
-    futures = AdminClient(settings.kafka_client_config()).delete_topics(topic_names(settings))
-    concurrent.futures.wait(list(futures.values()), timeout=30)
-    client = redis.Redis.from_url(settings.redis_url.value)
-    keys = list(client.scan_iter(f"{settings.redis_namespace}:*", count=2000))
-    for i in range(0, len(keys), 1000):
-        client.delete(*keys[i : i + 1000])
+        # best-effort clean-up, bounded in total (one 30 s wait per topic outlasted the test's
+        # timeout on a loaded machine)
+        futures = AdminClient(settings.kafka_client_config()).delete_topics(topic_names(settings))
+        concurrent.futures.wait(list(futures.values()), timeout=30)
+        client = redis.Redis.from_url(settings.redis_url.value)
+        keys = list(client.scan_iter(f"{settings.redis_namespace}:*", count=2000))
+        for i in range(0, len(keys), 1000):
+            client.delete(*keys[i : i + 1000])
+
+
+def _scenario(scenario: str, base: dict[str, str], tmp_path: Path) -> None:
+    with _scenario_env(base, uuid.uuid4().hex[:10]) as (env, settings):
+        _run(scenario, env, settings, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def runs(
+    request: pytest.FixtureRequest, bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, concurrent.futures.Future[None]]]:
+    """The selected scenarios, started CONCURRENT at a time when the first of their tests runs."""
+    from tests.security.keys import dev_env
+
+    base = {"FLEETGATE_BOOTSTRAP_SERVERS": bootstrap, "FLEETGATE_REDIS_URL": redis_url} | dev_env()
+    selected = [
+        item.callspec.params["scenario"]
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec")
+    ]
+    pool = concurrent.futures.ThreadPoolExecutor(CONCURRENT, thread_name_prefix="e2e")
+    futures = {
+        name: pool.submit(_scenario, name, base, tmp_path_factory.mktemp(f"e2e-{name}")) for name in selected
+    }
+    try:
+        yield futures
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _wait_final(
@@ -180,8 +220,7 @@ def _run(scenario: str, env: dict[str, str], settings: Settings, tmp_path: Path)
     assert all({"stage", "window_end_ms", "action", "reasons"} <= set(s) for t in trail for s in t)
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(420)  # this scenario's own run: the pool starts it as soon as a slot is free
 @pytest.mark.parametrize("scenario", list(CASES))
-def test_scenario_end_to_end(scenario: str, e2e_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    env, settings = e2e_env
-    _run(scenario, env, settings, tmp_path)
+def test_scenario_end_to_end(scenario: str, runs: dict[str, concurrent.futures.Future[None]]) -> None:
+    runs[scenario].result()
