@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import faust
 import redis
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
@@ -369,9 +369,15 @@ def build_app(
                 start=applied.missed_from,
                 end=offset,
             )
-            missed = await loop.run_in_executor(
-                None, read_range, stage.settings, tp.topic, tp.partition, applied.missed_from, offset
-            )
+            while True:  # the broker may be away: nothing can be decided without these anyway
+                try:
+                    missed = await loop.run_in_executor(
+                        None, read_range, stage.settings, tp.topic, tp.partition, applied.missed_from, offset
+                    )
+                    break
+                except (KafkaException, TimeoutError) as exc:
+                    log_event(log, "partials not read again yet", logging.WARNING, error=str(exc))
+                    await asyncio.sleep(1.0)
             for k, v, o in missed:
                 if k == key:
                     await fold(key, v, tp, o, reread=True)
