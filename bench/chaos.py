@@ -97,6 +97,8 @@ def report(res: Result, injected: int) -> None:
     print(f"dead letters: {distinct} distinct of {res.poison} poison produced, not poison {len(bad)}")
     for key in res.windows_differing:
         print(f"health differs: window {key[0]} stage {key[1]} firmware {key[2]} baseline {key[3]}")
+        for metric, (live, replayed) in res.differences.get(key, {}).items():
+            print(f"    {metric}: live {live}, replay {replayed}")
     for line in res.failed:
         print("NOT SURVIVED " + line.replace("\n", "\n    "))
 

@@ -69,6 +69,7 @@ class Result:
     decision_copies: Counter = field(default_factory=Counter)  # decision id -> times on the topic
     windows_checked: int = 0  # (window, cohort) pairs of cohort health compared with the replay
     windows_differing: list = field(default_factory=list)
+    differences: dict = field(default_factory=dict)  # (window, cohort) -> {metric: (live, replay)}
     executor_state: tuple = ()
 
 
@@ -241,6 +242,13 @@ class Campaign:
         ]
         res.windows_checked = len(compared)
         res.windows_differing = sorted(k for k in compared if live_windows.get(k) != replay_windows.get(k))
+        for k in res.windows_differing:
+            live, replayed = live_windows.get(k, {}), replay_windows.get(k, {})
+            res.differences[k] = {
+                m: (live.get(m), replayed.get(m))
+                for m in sorted(set(live) | set(replayed))
+                if live.get(m) != replayed.get(m)
+            }
         res.dead_letters = read_topic(
             self.settings, "deadletter", until=lambda r: len(r) >= res.poison, timeout_s=60
         )
