@@ -58,6 +58,8 @@ class RolloutGate:
     plan_state: str | None = None
     expected_sources: int = 0  # input partitions that feed every rollout
     offset: int = -1  # offset (in its `partials` partition) of the last envelope folded
+    # per source: the partial a heartbeat named that a re-read did not find (in memory only)
+    given_up: dict[int, int] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def new(cls, rollout_id: str, policy: GatePolicy, expected_sources: int) -> RolloutGate:
@@ -87,8 +89,10 @@ class RolloutGate:
             return Applied([], False, False, missed_from=self.offset + 1)
         if offset >= 0:
             self.offset = offset
-        if gap and env.kind is EnvelopeKind.HEARTBEAT:  # given up on: do not look for them again
-            self.decider.seen[env.source_partition] = env.sequence
+        if gap and env.kind is EnvelopeKind.HEARTBEAT:
+            # Not read again for this heartbeat's successors; `seen` stays, so the partial is
+            # still merged should it come after all.
+            self.given_up[env.source_partition] = env.sequence
         merged = False
         if env.kind is EnvelopeKind.PLAN:
             plan = plan_decoder.decode(env.payload, (), -1)
@@ -122,7 +126,8 @@ class RolloutGate:
         seen = self.decider.seen.get(env.source_partition, 0)
         if partial is not None:  # previous -1: an older producer, which names none
             return partial.sequence > seen and partial.previous > seen
-        return env.kind is EnvelopeKind.HEARTBEAT and env.sequence > seen
+        given_up = self.given_up.get(env.source_partition, 0)
+        return env.kind is EnvelopeKind.HEARTBEAT and env.sequence > max(seen, given_up)
 
     def _observe_plan(self, plan: RolloutPlan) -> None:
         resumed = self.plan_state == RolloutState.PAUSED.value and plan.state is RolloutState.ACTIVE

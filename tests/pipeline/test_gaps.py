@@ -98,6 +98,9 @@ def test_partials_not_in_the_topic_are_given_up_on_loudly_once() -> None:
     # the next heartbeat naming the same partial is not a new gap
     again = gate.apply(_heartbeat(rid, partials[2].sequence, partials[2].watermark_ms), DECODER, offset=8)
     assert again.missed_from is None and not again.gap
+    # and the partials it named are still merged if they come after all
+    late = gate.apply(_env(partials[1]), DECODER, offset=9, accept_gap=True)
+    assert late.persist and gate.decider.seen[0] == partials[1].sequence
 
 
 def test_older_producers_without_a_chain_are_merged_as_before() -> None:
