@@ -7,8 +7,9 @@ emitted by a source partition, and the decider ignores a partial whose sequence 
 above the highest it has merged from that partition (a re-send after a crash).
 ``previous`` is the sequence of the source partition's partial for the same rollout before
 this one (0 for its first; -1 when unknown, from an older producer), so a consumer can
-tell that a partial of its rollout is missing.  ``input_from``/``input_to`` give the range of input events (counted by the source
-aggregator since its start) the partial covers, for tracing.
+tell that a partial of its rollout is missing.  ``input_from``/``input_to`` give the range
+of input events (counted by the source aggregator since its start) the partial covers, for
+tracing.
 """
 
 from __future__ import annotations
