@@ -21,7 +21,7 @@ from gates.errors import SnapshotError
 from gates.events import Action, CohortHealth, Decision, DecisionSource, Reason, RolloutPlan, RolloutState
 from gates.health import cohort_health
 from gates.policy import GatePolicy
-from gates.rules import BREACH, PASS, PENDING, Evidence, evaluate_rule
+from gates.rules import BREACH, PASS, PENDING, Evidence, awaits_outcomes, evaluate_rule
 from gates.serial import plan_from_dict, plan_to_dict
 from gates.slice_evidence import slice_evidence
 from gates.slices import holm_breaches
@@ -31,7 +31,7 @@ from gates.wire import WindowPartial
 
 __all__ = ["ENGINE_VERSION", "Decider", "StageState", "decision_id"]
 
-ENGINE_VERSION = "4"  # 4: corrected device time, fleet-segment baselines, outcomes in flight
+ENGINE_VERSION = "5"  # in every decision record: bumped whenever the same input can decide otherwise
 _EVALUATED = (RolloutState.ACTIVE, RolloutState.PAUSED)
 _NEG = -(2**62)
 
@@ -358,11 +358,14 @@ class Decider:
                 action = max(action, fired, key=lambda a: a.rank)
             elif hit is None:
                 all_pass = False
-                if not passed:
+                # outcomes still in flight are news even for a stage the rollout has moved past:
+                # its late failures must stop it before it reads as approved
+                if not passed or awaits_outcomes(rule, ev, pol):
                     action = max(action, Action.HOLD, key=lambda a: a.rank)
         # PROCEED needs exposure, soak and coverage on top of every rule passing
         coverage = now.stage_healthy / now.stage_devices if now.stage_devices else 0.0
-        ok = all_pass and st.cum.commanded + st.cum.applied > 0 and coverage >= pol.coverage
+        exposed = st.cum.commanded + st.cum.applied > 0
+        ok = all_pass and exposed and coverage >= pol.coverage
         soaked = st.streak("__proceed__", idx, ok)
         reasons.append(
             Reason(
@@ -376,8 +379,8 @@ class Decider:
                 detail=f"soak {soaked}/{pol.soak_windows} windows",
             )
         )
-        if action is Action.PROCEED and soaked < pol.soak_windows and not passed:
-            action = Action.HOLD
+        if action is Action.PROCEED and (not exposed or soaked < pol.soak_windows and not passed):
+            action = Action.HOLD  # nothing is approved before one of its devices was updated
         health.extend(cohort_health(plan, stage, idx, now, self._sum(rid, idx, idx, base_pick), cum, w))
         self.latest[(rid, stage)] = (idx, action, tuple(reasons))
         if action == st.last_action:

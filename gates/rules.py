@@ -26,9 +26,10 @@ from gates.policy import GatePolicy, Metric, Rule
 from gates.sketch import DDSketch
 from gates.stats import normal_quantile, sequential_z, wilson_interval
 
-__all__ = ["BREACH", "PASS", "PENDING", "Evidence", "evaluate_rule"]
+__all__ = ["BREACH", "PASS", "PENDING", "Evidence", "awaits_outcomes", "evaluate_rule"]
 
 BREACH, PENDING, PASS = "breach", "pending", "pass"
+_OUTCOMES = (Metric.ACK_FAILURE_RATE, Metric.ACK_TIMEOUT_RATE)  # rules an in-flight outcome can change
 _HOUR_MS = 3_600_000
 
 
@@ -133,7 +134,6 @@ def _proportion(
     detail = f"{rule.direction} {r:g} x {src} baseline (n={n0}), z={zb:.2f} vs {z:.2f}"
     if (zb > z) if above else (zb < -z):
         return _reason(rule, ev, BREACH, p1, p0, n1, lo, hi, detail, metric)
-    # non-inferiority: the bad-side bound of p1 - limit x p0 is within the smallest effect that matters
     # non-inferiority: the treated bound within limit x baseline, give or take the smallest
     # difference that matters (a baseline of 0 % or 0.1 % must not hold a stage for ever)
     plo, phi = wilson_interval(x1, n1, ev.proceed_z)
@@ -272,6 +272,11 @@ def _in_flight(rule: Rule, ev: Evidence, policy: GatePolicy, r: Reason, x1: int,
     return _reason(
         rule, ev, PENDING, r.observed, None, r.sample_size, r.interval_low, r.interval_high, detail
     )
+
+
+def awaits_outcomes(rule: Rule, ev: Evidence, policy: GatePolicy) -> bool:
+    """Devices in flight (beyond the share the policy accepts) whose outcomes this rule counts."""
+    return rule.metric in _OUTCOMES and ev.in_flight > policy.pending_share * ev.stage_devices
 
 
 def evaluate_rule(rule: Rule, ev: Evidence, policy: GatePolicy) -> list[Reason]:

@@ -1,4 +1,4 @@
-"""Slices of a stage: every baseline-relative rule is also evaluated per value of each slice dimension (and per
+"""Slices of a stage: every rule is also evaluated per value of each slice dimension (and per
 pair of dimensions), with Holm's step-down procedure across the slices of a rule so that more
 slices do not mean more false stops (Holm 1979, "A simple sequentially rejective multiple test
 procedure").
@@ -68,10 +68,10 @@ def holm_breaches(
     most alpha / (m - i + 1); rejecting at once every test that breaches at alpha / (m - k) (k
     rejected so far) and then re-testing the rest is the same procedure.
     """
-    if rule.metric in _UNSLICED or not rule.relative or not evidence:
-        # absolute thresholds are a stage's budget: a slice with an inherently higher rate (flaky
-        # cellular links failing more updates) is not a regression; relative rules compare each
-        # slice with its own devices' baseline
+    if rule.metric in _UNSLICED or not evidence:
+        # relative rules compare each slice with its own devices' baseline; an absolute threshold
+        # is a budget no slice may exceed (a tenth of one model failing its update is a regression
+        # even when the stage-wide rate is inside the budget)
         return []
     decided = {}
     for ev in evidence:

@@ -41,6 +41,10 @@ class Field:
     fail_rate: float = 0.0
     base_fail: float = 0.0
     percent: float = 100.0
+    current_stage: int = 0  # 1: the rollout has moved past stage 0 (an operator, an open loop)
+    late_share: float = 0.0  # share of cellular stage devices whose ack comes `late_ms` after the command
+    late_ms: int = 25 * MIN  # inside the cellular ack timeout (30 min): in flight until then
+    late_status: AckStatus = AckStatus.FAILED
 
     @property
     def t_plan(self) -> int:
@@ -57,7 +61,7 @@ class Field:
             target_version=NEW,
             previous_version=OLD,
             stages=(Stage("eu", {"region": ("eu",)}, self.percent), Stage("all", {}, 100.0)),
-            current_stage=0,
+            current_stage=self.current_stage,
             state=RolloutState.ACTIVE,
             updated_at_ms=self.t_plan,
             policy_version="default-1",
@@ -111,6 +115,8 @@ class Field:
             fail = self.base_fail + (self.fail_rate if a.model == self.fail_model else 0.0)
             ta = tc + 5_000 + rng.randrange(30_000) + (rng.randrange(INTERVAL[a.connectivity_profile]))
             status = AckStatus.FAILED if rng.random() < fail else AckStatus.APPLIED
+            if a.connectivity_profile == "cellular" and rng.random() < self.late_share:
+                ta, status = tc + self.late_ms, self.late_status
             evs.append((ta, 3, (a.device_id, ta, status)))
             if status is AckStatus.APPLIED:
                 applied[a.device_id] = ta

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from gates.aggregates import WindowAggregate
-from gates.events import Action
+from gates.events import AckStatus, Action
 from gates.policy import DEFAULT_POLICY
 from gates.rules import BREACH, PASS, PENDING, Evidence, evaluate_rule
 from gates.stats import normal_quantile, sequential_z
@@ -46,6 +46,28 @@ def test_in_flight_devices_that_could_breach_hold_a_pass() -> None:
     assert few.verdict == PASS  # one device more failing could not breach
     lenient = dataclasses.replace(DEFAULT_POLICY, pending_share=0.1)
     assert evaluate_rule(ACK, evidence(2, 400, in_flight=40, stage_devices=440), lenient)[0].verdict == PASS
+
+
+def test_apply_failures_in_one_model_stop_the_stage_by_its_slice() -> None:
+    """A tenth of one model failing is inside the stage-wide budget but not the slice's."""
+    _, decisions = run(Field(fail_model="m1", fail_rate=0.1))
+    stop = next(d for d in decisions if d.action is Action.ROLLBACK)
+    culprits = [r for r in stop.reasons if r.verdict == BREACH]
+    assert any(r.metric == "ack_failure_rate@model=m1" and "Holm" in r.detail for r in culprits)
+    assert not any("model=m2" in r.metric for r in culprits)
+    _, healthy = run(Field(base_fail=0.01))  # 1 % everywhere: no slice stands out
+    assert not [d for d in healthy if d.action in (Action.PAUSE, Action.ROLLBACK)]
+
+
+def test_a_stage_moved_past_is_not_approved_while_its_outcomes_are_in_flight() -> None:
+    late = Field(current_stage=1, late_share=0.6, after_min=60)
+    _, decisions = run(late)
+    stops = [d for d in decisions if d.action in (Action.PAUSE, Action.ROLLBACK)]
+    assert stops, [d.action for d in decisions]
+    assert Action.PROCEED not in [d.action for d in decisions]
+    # the same stage whose late outcomes are good is approved once they are in
+    _, good = run(dataclasses.replace(late, late_status=AckStatus.APPLIED))
+    assert [d.action for d in good][-1] is Action.PROCEED
 
 
 def test_zero_failures_resolve_and_ambiguity_is_not_for_ever() -> None:
