@@ -39,7 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis  # noqa: E402
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
@@ -165,9 +165,15 @@ class Offsets:
         }
 
     def committed(self) -> dict[tuple[str, int], int]:
-        return {
-            (tp.topic, tp.partition): max(tp.offset, 0) for tp in self.probe.committed(self.tps, timeout=10)
-        }
+        for attempt in range(6):
+            try:
+                got = self.probe.committed(self.tps, timeout=10)
+                break
+            except KafkaException as e:
+                # a group coordinator busy with the worker's rejoin answers late on a loaded machine
+                if e.args[0].code() != KafkaError._TIMED_OUT or attempt == 5:
+                    raise
+        return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in got}
 
     def reached(self, ends: dict[tuple[str, int], int]) -> bool:
         got = self.committed()
