@@ -76,6 +76,7 @@ class Outcome:
                 "stage": self.stopping.stage,
                 "source": self.stopping.source.value,
                 "window_end_ms": self.stopping.window_end_ms,
+                "culprits": culprit_slices(self.stopping),
             },
             "windows_to_stop": self.windows_to_stop,
             "rollback": _count(self.rollback.values()),
@@ -270,6 +271,11 @@ def _applied(
     return {
         d for d in devs if versions.get(d, {}).get(rep) == target or rollback.get(d, "").startswith("held")
     }
+
+
+def culprit_slices(d: Decision) -> list[str]:
+    """The slices whose breach the decision names, e.g. ``ack_failure_rate@model=cam-c1``."""
+    return [r.metric for r in d.reasons if r.verdict == "breach" and "@" in r.metric]
 
 
 def _why(d: Decision) -> str:

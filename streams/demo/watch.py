@@ -253,6 +253,8 @@ def render_summary(
             f"stopped by a {s['source'].lower()} {s['action']} of stage {s['stage']}, "
             f"{o['windows_to_stop']} windows after the stage was dispatched"
         )
+        if s["culprits"]:
+            lines.append("culprit slices: " + ", ".join(s["culprits"]))
     if o["rollback"]:
         lines.append("rollback targets: " + ", ".join(f"{k} {v}" for k, v in o["rollback"].items()))
     for row in o["per_stage"]:
