@@ -52,11 +52,12 @@ from gates.policy import GatePolicy
 from gates.wire import WindowPartial
 from streams.codecs import DecodeError
 from streams.replay.capture import INPUT_TOPICS, Capture
+from streams.replay.ordering import NEG, apply_plan
 from streams.replay.parallel_worker import ERROR, FLUSH, INF, LATE, MID, PLAN, PRE, Op, worker_main
 
 __all__ = ["MIN_PARALLEL_RECORDS", "default_workers", "replay_parallel"]
 
-_NEG = -(2**62)
+
 _ERR = 2 << 60  # global position of decode errors: _ERR + rank
 MIN_PARALLEL_RECORDS = 20_000  # below this, forking costs more than it saves
 
@@ -192,7 +193,7 @@ def replay_parallel(
     """Replay with ``workers`` processes; a reason string when it must fall back to sequential.
 
     ``plans``: ``(progress key, plan, timestamp)`` in the sequential order (already filtered);
-    a key other than ``_NEG`` is replaced by the plan's arrival key, which the workers find.
+    a key other than ``NEG`` is replaced by the plan's arrival key, which the workers find.
     """
     try:
         ctx = multiprocessing.get_context("fork")
@@ -203,7 +204,7 @@ def replay_parallel(
         return "partition numbers or sizes out of range"
     if len(lists) < 2:
         return "one partition number"
-    placed_ts = [ts for k, _, ts in plans if k != _NEG]
+    placed_ts = [ts for k, _, ts in plans if k != NEG]
     procs = []
     conns = []
     gc.freeze()  # what exists now is shared with the workers: keep the collector off its pages
@@ -258,9 +259,9 @@ def _run(
     for name in ("rows", "decode", "order"):
         seconds[f"  {name} (slowest worker)"] = max(g["seconds"][name] for g in got)
     t1 = time.perf_counter()
-    if any(k != _NEG for k, _, _ in plans):  # arrival keys: the smallest any worker found
+    if any(k != NEG for k, _, _ in plans):  # arrival keys: the smallest any worker found
         found = iter([min(ks) for ks in zip(*(g["plan_keys"] for g in got), strict=True)])
-        plans = [(k if k == _NEG else next(found), p, ts) for k, p, ts in plans]
+        plans = [(k if k == NEG else next(found), p, ts) for k, p, ts in plans]
     device_sets = [g["devices"] for g in got]
     device_ids: set[str] = set().union(*device_sets)
     if sum(len(s) for s in device_sets) != len(device_ids):
@@ -366,7 +367,7 @@ def _schedule(
     cuts: list[tuple[int, int, int]] = [(k, j, j) for j, (k, _, _) in enumerate(plans)]  # (key, gpos, plan)
     if collect_health:
         err_keys = [k for k, _, _ in err_events]
-        hb = _NEG
+        hb = NEG
         while True:
             cand = index.first_at_or_above(hb)
             e = bisect_left(err_keys, hb)
@@ -414,7 +415,6 @@ def _decide(
     n_records: int,
     index: _Index,
 ) -> Parallel:
-    from streams.replay.replayer import _plan
 
     engine = Engine(policy)  # its decider decides; its partition engine only sees the plans
     decider = engine.decider
@@ -423,7 +423,7 @@ def _decide(
     plan_state: dict[str, RolloutState] = {}
     seq: list[int] = [0]
     last: dict[str, int] = {}  # each rollout's last sequence
-    watermark = _NEG
+    watermark = NEG
     for i, op in enumerate(ops):
         kind = op.kind
         if kind == FLUSH:
@@ -440,8 +440,8 @@ def _decide(
                 for h in engine.cohort_health():
                     health[(h.rollout_id, h.stage, h.firmware_version, h.is_baseline, h.window_start_ms)] = h
         elif kind == PLAN:
-            _plan(engine, plans[op.arg][1], plan_state, out)
-    max_event = max((keys[-1] for keys, _ in index.parts if len(keys)), default=_NEG)
+            apply_plan(engine, plans[op.arg][1], plan_state, out)
+    max_event = max((keys[-1] for keys, _ in index.parts if len(keys)), default=NEG)
     return Parallel(
         decisions=out,
         health=health,

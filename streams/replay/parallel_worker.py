@@ -24,6 +24,7 @@ from gates.wire import WindowPartial
 from streams.codecs import DecodeError, Decoder
 from streams.replay.capture import Capture
 from streams.replay.kafka import fill_lazy
+from streams.replay.ordering import LAST, arrival_keys, progress_keys, record_times
 
 __all__ = ["ERROR", "FLUSH", "INF", "LATE", "MID", "PLAN", "PRE", "REC", "Op", "worker_main"]
 
@@ -47,10 +48,8 @@ class Op:
 
 
 def _progress(records: list[Any], skew: int) -> list[int]:
-    from streams.replay.replayer import _progress as progress
-
     keys: list[int] = []
-    progress(records, skew, keys)
+    progress_keys(records, skew, keys)
     return keys
 
 
@@ -61,14 +60,13 @@ class _Worker:
         self.capture = capture
         self.lists = lists  # (topic index, short topic, partition), in the sequential iteration order
         self.policy = policy
-        self.placed_ts = placed_ts  # timestamps of the plans placed by arrival (replayer.arrival_keys)
+        self.placed_ts = placed_ts  # timestamps of the plans placed by arrival (ordering.arrival_keys)
         self.records: list[Any] = []
         self.order: list[int] = []
         self.keys: list[int] = []
         self.gpos: list[int] = []
 
     def decode(self) -> dict[str, Any]:
-        from streams.replay.replayer import LAST, arrival_keys, record_times
 
         decoders = {
             "telemetry": Decoder.telemetry(),

@@ -26,34 +26,36 @@ re-evaluates the latest window at once.
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import accumulate
 from typing import Any
 
 from gates.engine import Engine
 from gates.events import (
-    Ack,
     CohortHealth,
     Decision,
     DecodeErrorCount,
     DeviceAttributes,
-    DeviceCommand,
     RolloutPlan,
     RolloutState,
-    Telemetry,
 )
 from gates.policy import GatePolicy
 from streams.codecs import DecodeError, Decoder
 from streams.replay.capture import INPUT_TOPICS, Capture
 from streams.replay.kafka import fill_lazy
+from streams.replay.ordering import (
+    LAST,
+    NEG,
+    apply_plan,
+    arrival_keys,
+    ok_timestamps,
+    progress_keys,
+    record_times,
+)
 from streams.replay.parallel import MIN_PARALLEL_RECORDS, Parallel, default_workers, replay_parallel
 
 __all__ = ["DeadLetterCount", "Timeline", "replay"]
 
-_NEG = -(2**62)
-LAST = 2**62  # the progress key of a plan no record arrived after
 Lookup = Callable[[set[str]], tuple[dict[str, DeviceAttributes], str]]
 
 
@@ -76,51 +78,14 @@ class Timeline:
     dead_letters: list[DeadLetterCount] = field(default_factory=list)
     events: int = 0
     devices: int = 0
-    watermark_ms: int = _NEG
-    max_event_ms: int = _NEG
+    watermark_ms: int = NEG
+    max_event_ms: int = NEG
     notes: list[str] = field(default_factory=list)
     attributes: dict[str, DeviceAttributes] = field(default_factory=dict)
 
 
 def _decoders() -> dict[str, Decoder]:
     return {"telemetry": Decoder.telemetry(), "acks": Decoder.ack(), "device-commands": Decoder.output()}
-
-
-def _progress(records: list[Any], skew: int, keys: list[int]) -> None:
-    """Append each record's progress key (running max of its engine time in this partition)."""
-    mx = _NEG
-    add = keys.append
-    for r in records:
-        tp = r.__class__
-        if tp is Telemetry or tp is Ack:
-            t = r.event_time_ms
-            ing = r.ingest_time_ms
-            if t > ing or ing - t > skew:
-                t = ing  # as gates.partition: never ahead of the broker, broker time beyond the skew
-            if t > mx:
-                mx = t
-        elif tp is DeviceCommand:
-            t = r.issued_at_ms
-            if t > mx:
-                mx = t
-        add(mx)
-
-
-def record_times(msgs: Any, errs: list[DecodeError]) -> list[int]:
-    """Record timestamps of the messages of one partition that decoded, in offset order."""
-    ts = [m[2] if m.__class__ is tuple else m.timestamp()[1] for m in msgs]
-    return list(_ok_timestamps(msgs, errs, ts)) if errs else ts
-
-
-def arrival_keys(plan_ts: list[int], arrivals: list[int], keys: Sequence[int]) -> list[int]:
-    """Per plan timestamp, the progress key of one partition's first record that arrived at or
-    after it (``LAST`` when none did); ``arrivals`` and ``keys`` are that partition's records."""
-    upto = list(accumulate(arrivals, max))  # reaches t first at the first arrival >= t
-    out = []
-    for t in plan_ts:
-        i = bisect_left(upto, t)
-        out.append(keys[i] if i < len(upto) else LAST)
-    return out
 
 
 def replay(
@@ -149,19 +114,19 @@ def replay(
     plan_ts = [m[2] if m.__class__ is tuple else m.timestamp()[1] for m in capture.plans]
     if perrs:
         tl.notes.append(f"{len(perrs)} undecodable records on the rollouts topic skipped")
-    ts_iter = iter(_ok_timestamps(capture.plans, perrs, plan_ts))
+    ts_iter = iter(ok_timestamps(capture.plans, perrs, plan_ts))
     entries: list[tuple[int, int, RolloutPlan]] = []
     for p in plans:
         ts = next(ts_iter)
         if not isinstance(p, RolloutPlan) or (rollout is not None and p.rollout_id != rollout):
             continue
-        entries.append((ts if ts >= capture.trange.start_ms else _NEG, ts, p))
+        entries.append((ts if ts >= capture.trange.start_ms else NEG, ts, p))
     entries.sort(key=lambda e: e[0])  # stable: plans in time order (arrival keys keep it)
     for k, ts, p in entries:
         tl.plans.append((ts, p))
         events.append(p)
-        keys.append(k if k == _NEG else LAST)  # LAST until a record arrived after it
-    placed = [j for j, k in enumerate(keys) if k != _NEG]
+        keys.append(k if k == NEG else LAST)  # LAST until a record arrived after it
+    placed = [j for j, k in enumerate(keys) if k != NEG]
     placed_ts = [tl.plans[j][0] for j in placed]
     if workers is None:
         workers = default_workers()
@@ -194,7 +159,7 @@ def replay(
             records, errs = decoders[topic].decode_batch(msgs)
             errors.extend(errs)
             mine: list[int] = []
-            _progress(records, policy.clock_skew_ms, mine)
+            progress_keys(records, policy.clock_skew_ms, mine)
             if placed:
                 for j, k in zip(placed, arrival_keys(placed_ts, record_times(msgs, errs), mine), strict=True):
                     keys[j] = min(keys[j], k)
@@ -237,14 +202,6 @@ def _dead_letters(errors: list[DecodeError], prefix: str, window: int) -> list[D
     return [DeadLetterCount(t, r, w, n) for (t, r, w), n in sorted(dl.items())]
 
 
-def _ok_timestamps(msgs: list[Any], errs: list[DecodeError], ts: list[int]) -> Iterable[int]:
-    bad = {(e.partition, e.offset) for e in errs}
-    for m, t in zip(msgs, ts, strict=True):
-        pos = (m[4], m[5]) if m.__class__ is tuple else (m.partition(), m.offset())
-        if pos not in bad:
-            yield t
-
-
 def _fold(
     tl: Timeline,
     engine: Engine,
@@ -261,7 +218,7 @@ def _fold(
     seen: set[str] = set()
     plan_state: dict[str, RolloutState] = {}
     batch: list[Any] = []
-    boundary = _NEG
+    boundary = NEG
 
     def flush() -> None:
         if batch:
@@ -277,7 +234,7 @@ def _fold(
         tp = ev.__class__
         if tp is RolloutPlan:
             flush()
-            _plan(engine, ev, plan_state, out)
+            apply_plan(engine, ev, plan_state, out)
             continue
         if collect_health and keys[i] >= boundary:
             flush()  # a window closes at this event: see its health before the next one
@@ -291,15 +248,3 @@ def _fold(
     tl.events = len(order)
     tl.watermark_ms = engine.watermark_ms
     tl.max_event_ms = engine.max_event_ms
-
-
-def _plan(engine: Engine, plan: RolloutPlan, state: dict[str, RolloutState], out: list[Decision]) -> None:
-    """What streams.worker.decide.RolloutGate does with a plan, on the single-process engine."""
-    decider = engine.decider
-    out.extend(engine.step([plan]))
-    prev = state.get(plan.rollout_id)
-    if prev is RolloutState.PAUSED and plan.state is RolloutState.ACTIVE and decider.watermark_ms > _NEG:
-        engine.acknowledge(plan.rollout_id, plan.current_stage, decider.watermark_ms)
-    state[plan.rollout_id] = plan.state
-    if decider.dirty and decider.evaluated > _NEG:
-        out.extend(decider.advance(decider.watermark_ms))
