@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from gates.events import Action, RolloutPlan, SourceFormat, Telemetry
+from gates.events import Action, DeviceCommand, RolloutPlan, SourceFormat, Telemetry
 from tests.gates.sim import NEW, Faults, Fleet, actions, breached, only, plan, run
 
 
@@ -76,6 +76,11 @@ def test_a_passed_stage_holds_only_on_evidence() -> None:
 
     _, current = run(only("ack-failure"), with_plan(plan(current=0)))
     assert {d.action for d in current if d.stage == 0} == {Action.HOLD}
-    _, passed = run(only("ack-failure"), with_plan(plan(current=1)))
-    assert {d.action for d in passed if d.stage == 0} == {Action.PROCEED}
+    events = with_plan(plan(current=1))
+    _, passed = run(only("ack-failure"), events)
+    first_command = min(e.issued_at_ms for e in events if isinstance(e, DeviceCommand) and e.stage == 0)
+    stage0 = [d for d in passed if d.stage == 0]
+    assert stage0[-1].action is Action.PROCEED
+    # held only while none of its devices was commanded: nothing is approved before that
+    assert all(d.window_end_ms <= first_command for d in stage0 if d.action is not Action.PROCEED)
     assert Action.HOLD in {d.action for d in passed if d.stage == 1}
