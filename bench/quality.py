@@ -171,7 +171,9 @@ def summarize(results: list[StageResult], policy: GatePolicy, healthy: set[str])
         ab_stopped = [r for r in bad if r.abort_ms is not None]
         seeds = sorted({r.seed for r in rs})
         is_healthy = name in healthy
-        false_rollouts = len({r.seed for r in good if r.stop_ms is not None})
+        # a healthy stage stopped after its PROCEED stops the rollout all the same
+        false = [r for r in good if r.stop_ms is not None or r.late_stop_ms is not None]
+        false_rollouts = len({r.seed for r in false})
         proceed = [(r.proceed_ms - r.dispatch_ms) / MIN for r in good if r.proceed_ms is not None]
         out[name] = {
             "healthy": is_healthy,
@@ -183,9 +185,9 @@ def summarize(results: list[StageResult], policy: GatePolicy, healthy: set[str])
             "stop_minutes": [(r.stop_ms + lateness - r.onset_ms) / MIN for r in stopped if r.onset_ms],
             "late_stops": sum(1 for r in bad if r.stop_ms is None and r.late_stop_ms is not None),
             "healthy_stages": len(good),
-            "false_stops": sum(1 for r in good if r.stop_ms is not None),
+            "false_stops": len(false),
             "false_stop_rollouts": false_rollouts,
-            "false_stop_rules": sorted({r.stop_rule or "?" for r in good if r.stop_ms is not None}),
+            "false_stop_rules": sorted({r.stop_rule or "?" for r in false}),
             "never_proceed": sum(1 for r in good if r.proceed_ms is None),
             "proceed_minutes": proceed,
             "abort_stopped": len(ab_stopped),

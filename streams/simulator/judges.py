@@ -102,7 +102,7 @@ def judge(trace: RolloutTrace, decisions: list[Decision], abort: AbortConfig) ->
                 None if decisive is None else decisive.action.value,
                 None if decisive is None else decisive.window_end_ms,
                 None if early is None else early.window_end_ms,
-                None if early is None else _culprit(early),
+                None if stop is None else _culprit(stop),  # the first stop's, before or after a PROCEED
                 None if late is None else late.window_end_ms,
                 None if proceed is None else proceed.window_end_ms,
                 ab_ms,
