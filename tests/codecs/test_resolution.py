@@ -134,3 +134,30 @@ def telemetry_to_v2_example() -> dict:
     from tests.codecs.golden_cases import TELEMETRY as TEL
 
     return telemetry_to_avro(TEL, 2)
+
+
+def test_decision_v1_and_v2_readers_read_each_other() -> None:
+    """decision.v2 adds only the optional slice: a v1 reader reads a v2 record (the slice
+    ignored), a v2 reader reads a v1 record (slice null), by fastavro's schema resolution."""
+    from dataclasses import replace
+
+    from gates.events import Decision
+    from streams.codecs import OUTPUT, Framing
+    from streams.codecs.encoder import Encoder
+    from streams.codecs.records import decision_from_dict, decision_to_dict
+    from tests.codecs.golden_cases import DECISION, SLICE_DECISION
+
+    d1, d2 = CAT.get("decision", 1), CAT.get("decision", 2)
+
+    def body(entry: object, d: Decision) -> bytes:
+        buf = BytesIO()
+        schemaless_writer(buf, entry.parsed, decision_to_dict(d))  # type: ignore[attr-defined]
+        return buf.getvalue()
+
+    old = schemaless_reader(BytesIO(body(d2, SLICE_DECISION)), d2.parsed, d1.parsed)
+    assert "slice" not in old and decision_from_dict(old) == replace(SLICE_DECISION, slice=None)
+    new = schemaless_reader(BytesIO(body(d1, DECISION)), d1.parsed, d2.parsed)
+    assert new["slice"] is None and decision_from_dict(new) == DECISION
+    # and the decoder, which reads every writer version with the latest reader
+    value, headers = Encoder().encode(DECISION, Framing.SINGLE_OBJECT, version=1)
+    assert Decoder(OUTPUT).decode(value, headers) == DECISION
