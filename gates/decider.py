@@ -260,8 +260,7 @@ class Decider:
         return out
 
     def _sum(self, rid: str, lo: int, hi: int, pick: Any, skip: Any = None) -> WindowAggregate:
-        """Sum of a rollout's keys ``pick`` selects in windows ``lo..hi``, all slices together
-        but those ``skip`` names (full slice keys; gates.slice_stops.stopped_keys)."""
+        """Sum of the keys ``pick`` selects in windows ``lo..hi``, all slices but those ``skip`` names."""
         out = WindowAggregate()
         wins = self.windows.get(rid, {})
         for i in range(lo, hi + 1):
@@ -299,7 +298,8 @@ class Decider:
         lo = max(idx - pol.lookback_windows + 1, -(-st.ack_upto_ms // w))
         treated_pick = lambda k: not k.is_baseline and k.cohort == stage  # noqa: E731
         base_pick = lambda k: k.is_baseline and k.cohort != VERSION_WIDE and k.cohort >> stage & 1  # noqa: E731
-        skip = stopped_keys(st)  # slices stopped already leave the stage's treated evidence
+        # slices stopped (here or in an earlier stage) leave the treated evidence
+        skip = stopped_keys(self.stages.get((rid, s)) for s in range(stage + 1))
         treated = self._sum(rid, lo, idx, treated_pick, skip)
         control = self._sum(rid, lo, idx, base_pick)
         baseline, source = control, "control"

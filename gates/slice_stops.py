@@ -11,10 +11,11 @@ stops the slice with it, so no slice decision is emitted then.  Each (rollout, s
 emitted once per escalation (PAUSE, then ROLLBACK in the same evaluation); the last one is in
 :attr:`gates.stage_state.StageState.slice_stops`, part of the decider's snapshot.
 
-A stopped slice then leaves the stage's treated evidence, stage-wide and per slice
-(:func:`stopped_keys`): its updated devices go on reporting what stopped them, and counted in
-the stage, or in an overlapping slice (a model's cellular devices), they would stop the rest
-of the stage for the regression already contained.
+A stopped slice then leaves the stage's treated evidence, stage-wide and per slice, and that of
+every later stage (:func:`stopped_keys`): its updated devices go on reporting what stopped them,
+and counted in the stage, or in an overlapping slice (a model's cellular devices), they would
+stop the rest of the stage for the regression already contained; in a later stage they are
+never dispatched.
 """
 
 from __future__ import annotations
@@ -91,11 +92,21 @@ def culprits(
     return got
 
 
-def stopped_keys(st: StageState) -> Callable[[str], bool] | None:
-    """Whether a full slice key (``CohortKey.slice``) is in a slice stopped already; None: none is."""
-    if not st.slice_stops:
+def stopped_keys(stages: Iterable[StageState | None]) -> Callable[[str], bool] | None:
+    """Whether a full slice key (``CohortKey.slice``) is in a slice stopped already; None: none is.
+
+    ``stages``: the states of the stage judged and of every stage before it.  A slice stopped in
+    an earlier stage is left out of every later dispatch, so its devices of a later stage are
+    never updated: counted there, they would hold it for ever (coverage).
+    """
+    wanted = [
+        [(DIM_POSITION[d], v) for d, v in values]
+        for st in stages
+        if st is not None
+        for _, values in st.slice_stops.values()
+    ]
+    if not wanted:
         return None
-    wanted = [[(DIM_POSITION[d], v) for d, v in values] for _, values in st.slice_stops.values()]
 
     def stopped(key: str) -> bool:
         parts = key.split(KNOWN_SEP)

@@ -20,7 +20,7 @@ FAILING_M1 = Field(fail_model="m1", fail_rate=0.08)  # 8 % of one model, 4 % of 
 SLOW_CELLULAR = Field(slow_slice=("eu", "cellular"), slow_factor=3.0)
 
 
-def run(f: Field, policy: object, cut: int | None = None) -> list[Decision]:
+def run(f: Field, policy: object, cut: int | None = None, stage: int | None = 0) -> list[Decision]:
     """The field through the engine; ``cut``: snapshot and restore after that many events."""
     eng = Engine(policy)  # type: ignore[arg-type]
     out: list[Decision] = []
@@ -30,7 +30,7 @@ def run(f: Field, policy: object, cut: int | None = None) -> list[Decision]:
             eng = Engine.restore(policy, eng.snapshot())  # type: ignore[arg-type]
         out.extend(eng.step(evs[i : i + 2000]))
     out.extend(eng.advance(f.end))
-    return [d for d in out if d.stage == 0]
+    return [d for d in out if stage is None or d.stage == stage]
 
 
 def test_failures_confined_to_one_model_roll_back_only_that_model() -> None:
@@ -43,6 +43,16 @@ def test_failures_confined_to_one_model_roll_back_only_that_model() -> None:
     assert not [d for d in stage if d.action in STOPS]  # the rest of the stage is not stopped ...
     assert stage[-1].action is Action.PROCEED  # ... and goes on once the slice has left its evidence
     assert stage[-1].window_end_ms > sliced[0].window_end_ms
+
+
+def test_a_later_stage_dispatched_without_the_slice_proceeds() -> None:
+    """The executor leaves a stopped slice out of later stages: the gate leaves it out of their
+    evidence too (never updated, its devices would keep the later stage's coverage low for ever)."""
+    f = dataclasses.replace(FAILING_M1, next_stage_min=45, skip_model="m1", after_min=150)
+    got = run(f, SLICE, stage=None)
+    assert [(d.stage, d.slice) for d in got if d.slice is not None] == [(0, {"model": "m1"})]
+    later = [d.action for d in got if d.stage == 1]
+    assert later[-1] is Action.PROCEED and not set(later) & set(STOPS)
 
 
 def test_under_action_stage_the_same_slice_stops_the_whole_stage() -> None:
