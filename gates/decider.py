@@ -24,6 +24,7 @@ from gates.policy import GatePolicy
 from gates.rules import BREACH, PASS, PENDING, Evidence, awaits_outcomes, evaluate_rule
 from gates.serial import plan_from_dict, plan_to_dict
 from gates.slice_evidence import slice_evidence
+from gates.slice_stops import SliceVerdicts, culprits, rest_of_stage, stopped_keys, track
 from gates.slices import holm_breaches
 from gates.stage_state import StageState, add_cum
 from gates.stats import normal_quantile
@@ -36,9 +37,19 @@ _EVALUATED = (RolloutState.ACTIVE, RolloutState.PAUSED)
 _NEG = -(2**62)
 
 
-def decision_id(rollout_id: str, stage: int, window_end_ms: int, action: Action, policy_version: str) -> str:
-    """Deterministic id: sha256 of (rollout, stage, window end, action, policy version), 32 hex chars."""
+def decision_id(
+    rollout_id: str,
+    stage: int,
+    window_end_ms: int,
+    action: Action,
+    policy_version: str,
+    slice_label: str = "",
+) -> str:
+    """Deterministic id: sha256 of (rollout, stage, window end, action, policy version[, slice
+    label]), 32 hex chars; the label is appended only for a slice, so stage ids never change."""
     raw = f"{rollout_id}\x1f{stage}\x1f{window_end_ms}\x1f{action.value}\x1f{policy_version}"
+    if slice_label:
+        raw += f"\x1f{slice_label}"
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
@@ -243,23 +254,21 @@ class Decider:
             if plan.state not in _EVALUATED:
                 continue
             for stage in range(min(plan.current_stage, len(plan.stages) - 1) + 1):
-                d = self._evaluate(plan, stage, idx, health)
-                if d is not None:
-                    out.append(d)
+                out.extend(self._evaluate(plan, stage, idx, health))
         if health or rids:
             self.health = [h for h in self.health if h.rollout_id not in rids] + health
         return out
 
-    def _sum(self, rid: str, lo: int, hi: int, pick: Any) -> WindowAggregate:
-        """Sum of a rollout's keys ``pick`` selects in windows ``lo..hi``, all slices together."""
+    def _sum(self, rid: str, lo: int, hi: int, pick: Any, skip: Any = None) -> WindowAggregate:
+        """Sum of the keys ``pick`` selects in windows ``lo..hi``, all slices but those ``skip`` names."""
         out = WindowAggregate()
         wins = self.windows.get(rid, {})
         for i in range(lo, hi + 1):
             win = wins.get(i)
             if not win:
                 continue
-            for key, agg in self._collapsed(rid, i, win).items():
-                if pick(key):
+            for key, agg in (self._collapsed(rid, i, win) if skip is None else win).items():
+                if pick(key) and (skip is None or not skip(key.slice)):
                     out.merge(agg)
         return out
 
@@ -282,32 +291,33 @@ class Decider:
 
     def _evaluate(
         self, plan: RolloutPlan, stage: int, idx: int, health: list[CohortHealth]
-    ) -> Decision | None:
+    ) -> list[Decision]:
+        """The stage's decision when its action changes, then one per culprit slice stopped now."""
         pol, w, rid = self.policy, self._w, plan.rollout_id
         st = self._stage(rid, stage)
         lo = max(idx - pol.lookback_windows + 1, -(-st.ack_upto_ms // w))
         treated_pick = lambda k: not k.is_baseline and k.cohort == stage  # noqa: E731
         base_pick = lambda k: k.is_baseline and k.cohort != VERSION_WIDE and k.cohort >> stage & 1  # noqa: E731
-        treated = self._sum(rid, lo, idx, treated_pick)
+        # slices stopped (here or in an earlier stage) leave the treated evidence
+        skip = stopped_keys(self.stages.get((rid, s)) for s in range(stage + 1))
+        treated = self._sum(rid, lo, idx, treated_pick, skip)
         control = self._sum(rid, lo, idx, base_pick)
         baseline, source = control, "control"
-        if st.pre_baseline is not None and st.pre_baseline.reports and st.first_exposed is not None:
+        pre_baseline, cum = rest_of_stage(st, skip)
+        if pre_baseline is not None and pre_baseline.reports and st.first_exposed is not None:
             # The stage's own devices on the previous version before its first exposure (from the
             # fleet segments when the plan came later), pooled with the control windows since: the
             # same population before and alongside the update, a superset of the control's look-back
             # (windows before the first exposure are in the pre-update sum).  The control alone
             # shrinks as this stage and later ones update; a few devices are a noisy yardstick.
             baseline, source = WindowAggregate(), "pre-update"
-            baseline.merge(st.pre_baseline)
+            baseline.merge(pre_baseline)
             after = self._sum(rid, max(lo, st.first_exposed), idx, base_pick)
             if after.reports:
                 baseline.merge(after)
                 source = "pre-update+control"
         min_base = max((r.min_samples for r in pol.rules), default=0)
-        now = self._sum(rid, idx, idx, treated_pick)
-        cum = WindowAggregate()
-        add_cum(cum, st.cum)
-        add_cum(cum, st.cum_at_ack, -1)
+        now = self._sum(rid, idx, idx, treated_pick, skip)
         all_treated = self._sum(rid, lo, idx, lambda k: not k.is_baseline and k.cohort != VERSION_WIDE)
         decode_base = self._sum(rid, lo, idx, lambda k: k.cohort == VERSION_WIDE and k.is_baseline)
         base_reports = self._sum(rid, lo, idx, lambda k: k.is_baseline and k.cohort != VERSION_WIDE).reports
@@ -343,12 +353,19 @@ class Decider:
         # a stage the rollout has moved past stays PROCEED unless a rule breaches: its control
         # population shrinks as later stages update, and "too few samples" is no news there
         passed = stage < plan.current_stage
-        sliced = slice_evidence(pol, ev, st, self.windows.get(rid, {}), lo, idx, stage, source != "control")
+        wins = self.windows.get(rid, {})
+        sliced = slice_evidence(pol, ev, st, wins, lo, idx, stage, source != "control", skip)
+        scoped = SliceVerdicts(sliced) if pol.slice_action == "slice" else None
         for rule in pol.rules:
             parts = evaluate_rule(rule, ev, pol)
             # a regression confined to a slice: Holm across the rule's slices, breaches only
-            parts += holm_breaches(rule, sliced, pol)
+            slice_parts = holm_breaches(rule, sliced, pol)
             verdicts = {r.verdict for r in parts}
+            if scoped is None:
+                verdicts |= {r.verdict for r in slice_parts}
+            else:
+                track(st, rule, slice_parts, idx, scoped)  # they stop their slice, not the stage
+            parts += slice_parts
             hit = True if BREACH in verdicts else (None if PENDING in verdicts else False)
             count = st.streak(rule.id, idx, hit)
             reasons.extend(parts)
@@ -362,6 +379,9 @@ class Decider:
                 # its late failures must stop it before it reads as approved
                 if not passed or awaits_outcomes(rule, ev, pol):
                     action = max(action, Action.HOLD, key=lambda a: a.rank)
+        if scoped is not None and scoped.building:
+            all_pass = False  # a slice breach not yet shown holds the stage, as it would under `stage`
+            action = max(action, Action.HOLD, key=lambda a: a.rank)
         # PROCEED needs exposure, soak and coverage on top of every rule passing
         coverage = now.stage_healthy / now.stage_devices if now.stage_devices else 0.0
         exposed = st.cum.commanded + st.cum.applied > 0
@@ -381,15 +401,34 @@ class Decider:
         )
         if action is Action.PROCEED and (not exposed or soaked < pol.soak_windows and not passed):
             action = Action.HOLD  # nothing is approved before one of its devices was updated
+        if skip is not None:  # health is of the whole stage, stopped slices too
+            now, cum = self._sum(rid, idx, idx, treated_pick), rest_of_stage(st, None)[1]
         health.extend(cohort_health(plan, stage, idx, now, self._sum(rid, idx, idx, base_pick), cum, w))
         self.latest[(rid, stage)] = (idx, action, tuple(reasons))
-        if action == st.last_action:
-            return None
-        st.last_action = action
         start = min(lo, idx) * w
         end = (idx + 1) * w
+        out: list[Decision] = []
+        if action != st.last_action:
+            st.last_action = action
+            out.append(self._decision(plan, stage, start, end, action, tuple(reasons)))
+        for lab, stop, values, why in culprits(st, action, scoped, reasons) if scoped is not None else ():
+            out.append(self._decision(plan, stage, start, end, stop, why, lab, values))
+        return out
+
+    def _decision(
+        self,
+        plan: RolloutPlan,
+        stage: int,
+        start: int,
+        end: int,
+        action: Action,
+        reasons: tuple[Reason, ...],
+        slice_label: str = "",
+        values: dict[str, str] | None = None,
+    ) -> Decision:
+        pol, rid = self.policy, plan.rollout_id
         return Decision(
-            decision_id=decision_id(rid, stage, end, action, pol.version),
+            decision_id=decision_id(rid, stage, end, action, pol.version, slice_label),
             rollout_id=rid,
             stage=stage,
             stage_name=plan.stages[stage].name,
@@ -400,7 +439,8 @@ class Decider:
             watermark_ms=self.watermark_ms,
             policy_version=pol.version,
             engine_version=ENGINE_VERSION,
-            reasons=tuple(reasons),
+            reasons=reasons,
+            slice=values,
         )
 
     # ------------------------------------------------------------------ state

@@ -247,7 +247,11 @@ class Reason:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """A gate or operator decision, as published on the control topic."""
+    """A gate or operator decision, as published on the control topic.
+
+    With ``slice`` set (``slices.action: slice``) it stops only the stage's devices whose
+    inventory matches every entry; the rest of the stage goes on.
+    """
 
     decision_id: str
     rollout_id: str
@@ -265,6 +269,8 @@ class Decision:
     note: str | None = None
     signature: bytes | None = None  # issue 8: as read from the control topic (docs/security.md)
     key_id: str | None = None
+    # the culprit slice (inventory attribute -> value) a PAUSE/ROLLBACK is scoped to; None: the stage
+    slice: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,8 @@ MAX_DURATION_MS = 366 * 86_400_000  # issue 8: no duration in a policy exceeds a
 SLICE_DIMENSIONS = ("model", "region", "connectivity_profile", "firmware_generation")
 # the attributes aggregates are keyed by (gates.aggregates.CohortKey.slice): the ones a slice may use
 SLICEABLE = SLICE_DIMENSIONS
+# what a culprit slice stops: the whole stage, or only itself (a decision naming the slice)
+SLICE_ACTIONS = ("stage", "slice")
 
 
 class Metric(StrEnum):
@@ -132,7 +134,8 @@ class GatePolicy:
     slice_dimensions: tuple[str, ...] = SLICE_DIMENSIONS
     slice_pairs: bool = False
     slice_min_samples: int = 50
-    slice_action: str = "stage"  # a culprit slice stops the whole stage (the only option so far)
+    # "stage": a culprit slice stops the whole stage; "slice": only the slice (a decision naming it)
+    slice_action: str = "stage"
 
     @property
     def alpha(self) -> float:
@@ -329,14 +332,10 @@ def parse_policy(data: Any) -> GatePolicy:
     if not isinstance(pairs, bool):
         raise PolicyError("slices.pairs", "expected true or false")
     slice_action = sl.get("action", "stage")
-    if slice_action == "slice":
-        # refused rather than accepted and ignored: the decision record (decision.v1) and the
-        # reference executor cannot scope a stop to a slice yet
+    if slice_action not in SLICE_ACTIONS:
         raise PolicyError(
-            "slices.action", "'slice' (stop only the culprit slice) is not supported yet; use 'stage'"
+            "slices.action", f"must be one of {', '.join(SLICE_ACTIONS)}, got {str(slice_action)[:40]!r}"
         )
-    if slice_action != "stage":
-        raise PolicyError("slices.action", "must be 'stage'")
     if "alpha" in st and "confidence" in st:
         raise PolicyError("statistics.alpha", "give alpha or confidence, not both")
     if "alpha" in st:

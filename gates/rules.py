@@ -55,6 +55,7 @@ class Evidence:
     in_flight_until: int = 0  # the latest ack deadline among them (ms)
     stage_devices: int = 0
     label: str = ""  # "@dim=value,..." of a slice, "" for the whole stage
+    slice: tuple[tuple[str, str], ...] = ()  # the slice's (dimension, value) pairs, () for the stage
     sequential: bool = True  # always-valid bounds; False: fixed-horizon (slices, under Holm)
 
     def bound_z(self, n: int, alpha: float | None = None) -> float:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from gates.aggregates import CohortKey, WindowAggregate
 from gates.policy import GatePolicy
 from gates.rules import Evidence
-from gates.slices import group, slice_specs
+from gates.slices import group, slice_specs, values_of
 from gates.stage_state import StageState, add_cum
 
 __all__ = ["slice_evidence"]
@@ -39,12 +39,21 @@ def slice_evidence(
     idx: int,
     stage: int,
     pooled: bool,
+    skip: Callable[[str], bool] | None = None,
 ) -> list[Evidence]:
-    """One Evidence per slice of the stage with data; slices that are the whole stage are skipped."""
+    """One Evidence per slice of the stage with data; slices that are the whole stage are skipped.
+
+    ``skip`` names full slice keys of slices stopped already: their devices leave the stage's
+    treated side and its pre-update baseline (gates.slice_stops).
+    """
     specs = slice_specs(policy)
     if not specs:
         return []
-    treated_pick = lambda k: not k.is_baseline and k.cohort == stage  # noqa: E731
+
+    def keep(key: str) -> bool:
+        return skip is None or not skip(key)
+
+    treated_pick = lambda k: not k.is_baseline and k.cohort == stage and keep(k.slice)  # noqa: E731
     base_pick = lambda k: k.is_baseline and k.cohort != -1 and k.cohort >> stage & 1  # noqa: E731
     treated = _by_slice(wins, lo, idx, treated_pick)
     now = _by_slice(wins, idx, idx, treated_pick)
@@ -52,6 +61,8 @@ def slice_evidence(
     control = _by_slice(wins, max(lo, first) if pooled else lo, idx, base_pick)
     cum: dict[str, WindowAggregate] = {}
     for k, agg in st.cum_slices.items():
+        if not keep(k):
+            continue
         mine = cum[k] = WindowAggregate()
         add_cum(mine, agg)
         at_ack = st.ack_slices.get(k)
@@ -69,7 +80,7 @@ def slice_evidence(
         group(treated.items(), dims, t)
         group(control.items(), dims, b)
         if pooled:
-            group(st.pre_slices.items(), dims, b)
+            group(((k, a) for k, a in st.pre_slices.items() if keep(k)), dims, b)
         group(cum.items(), dims, c)
         group(now.items(), dims, n)
         members: dict[str, set[str]] = {}
@@ -96,6 +107,7 @@ def slice_evidence(
                     in_flight_until=na.in_flight_until,
                     stage_devices=na.stage_devices,
                     label=lab,
+                    slice=values_of(next(iter(who)), dims),
                 )
             )
     return out

@@ -23,7 +23,7 @@ from gates.events import Reason
 from gates.policy import GatePolicy, Metric, Rule
 from gates.rules import BREACH, Evidence, evaluate_rule
 
-__all__ = ["DIM_POSITION", "group", "holm_breaches", "slice_specs"]
+__all__ = ["DIM_POSITION", "group", "holm_breaches", "slice_specs", "values_of"]
 
 # position of each sliceable inventory attribute in CohortKey.slice
 DIM_POSITION = {"model": 0, "firmware_generation": 1, "region": 2, "connectivity_profile": 3}
@@ -42,6 +42,12 @@ def slice_specs(policy: GatePolicy) -> list[tuple[str, ...]]:
 def label_of(slice_key: str, dims: tuple[str, ...]) -> str:
     values = slice_key.split(KNOWN_SEP)
     return "@" + ",".join(f"{d}={values[DIM_POSITION[d]]}" for d in dims)
+
+
+def values_of(slice_key: str, dims: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The (dimension, value) pairs of the slice along ``dims`` a full slice key belongs to."""
+    values = slice_key.split(KNOWN_SEP)
+    return tuple((d, values[DIM_POSITION[d]]) for d in dims)
 
 
 def group(

@@ -38,6 +38,7 @@ class StageState:
         "cum_slices",
         "ack_slices",
         "pre_slices",
+        "slice_stops",
     )
 
     def __init__(self) -> None:
@@ -54,6 +55,9 @@ class StageState:
         self.cum_slices: dict[str, WindowAggregate] = {}
         self.ack_slices: dict[str, WindowAggregate] = {}
         self.pre_slices: dict[str, WindowAggregate] = {}
+        # slices.action: slice -- per culprit slice label, the stop last emitted and the slice's
+        # (dimension, value) pairs (gates.slice_stops)
+        self.slice_stops: dict[str, tuple[Action, tuple[tuple[str, str], ...]]] = {}
 
     def streak(self, name: str, idx: int, hit: bool | None) -> int:
         """Consecutive-window counter; ``hit=None`` (pending) keeps it, re-evaluation is idempotent."""
@@ -78,6 +82,7 @@ class StageState:
             "cs": {k: v.to_dict() for k, v in sorted(self.cum_slices.items())},
             "as": {k: v.to_dict() for k, v in sorted(self.ack_slices.items())},
             "ps": {k: v.to_dict() for k, v in sorted(self.pre_slices.items())},
+            "ss": {k: [a.value, [list(p) for p in v]] for k, (a, v) in sorted(self.slice_stops.items())},
         }
 
     @classmethod
@@ -94,6 +99,9 @@ class StageState:
         s.cum_slices = {k: WindowAggregate.from_dict(v) for k, v in d.get("cs", {}).items()}
         s.ack_slices = {k: WindowAggregate.from_dict(v) for k, v in d.get("as", {}).items()}
         s.pre_slices = {k: WindowAggregate.from_dict(v) for k, v in d.get("ps", {}).items()}
+        s.slice_stops = {  # absent in snapshots from before slice stops
+            k: (Action(a), tuple((str(p[0]), str(p[1])) for p in v)) for k, (a, v) in d.get("ss", {}).items()
+        }
         return s
 
 

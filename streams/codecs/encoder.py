@@ -50,6 +50,9 @@ from streams.codecs.resolver import LocalResolver, SchemaResolver
 __all__ = ["Encoder", "OutputHeaders"]
 
 OutputHeaders = list[tuple[str, bytes]]
+# records whose older schema versions may still be written on request (golden vectors, the
+# simulator's device generations, decisions for v1-only consumers)
+_VERSIONED = (TELEMETRY_NAME, ACK_NAME, DECISION_NAME)
 
 
 class Encoder:
@@ -82,7 +85,7 @@ class Encoder:
         """
         framing = Framing(framing)
         name, datum, extra = self._datum(record, framing, version, signature, key_id)
-        entry = self.catalogue.get(name, version if name in (TELEMETRY_NAME, ACK_NAME) else None)
+        entry = self.catalogue.get(name, version if name in _VERSIONED else None)
         if framing is Framing.JSON:
             if name == TELEMETRY_NAME:
                 entry = self.catalogue.get(LEGACY_TELEMETRY_NAME)
@@ -117,6 +120,9 @@ class Encoder:
         self, r: Any, framing: Framing, version: int | None, signature: bytes | None, key_id: str | None
     ) -> tuple[str, dict[str, Any], list[tuple[str, str | None]]]:
         if isinstance(r, Decision):
+            if r.slice is not None and version == 1:
+                # decision.v1 has no slice: the record would read as a stop of the whole stage
+                raise CodecError("a slice decision needs decision.v2 or later")
             return (
                 DECISION_NAME,
                 records.decision_to_dict(r, signature, key_id),

@@ -75,6 +75,7 @@ def decision_to_dict(
         "note": d.note,
         "signature": signature if signature is not None else d.signature,
         "key_id": key_id if key_id is not None else d.key_id,
+        "slice": dict(sorted(d.slice.items())) if d.slice is not None else None,
     }
 
 
@@ -96,6 +97,7 @@ def decision_from_dict(x: dict[str, Any]) -> Decision:
         note=x["note"],
         signature=x.get("signature"),
         key_id=x.get("key_id"),
+        slice=dict(x["slice"]) if x.get("slice") is not None else None,  # absent in decision.v1
     )
 
 

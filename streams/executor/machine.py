@@ -10,6 +10,8 @@ States (``gates.events.RolloutState``)::
     ACTIVE --PAUSE--> PAUSED --operator resume--> ACTIVE
     ACTIVE | PAUSED --ROLLBACK--> ROLLING_BACK --every target settled--> ROLLED_BACK
     HOLD changes nothing.
+    ACTIVE | PAUSED --gate PAUSE/ROLLBACK naming a slice--> same state, the slice stopped
+    (streams/executor/slice_stops.py: left out of later dispatches; ROLLBACK: rolled back)
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from gates.events import Action, Decision, DecisionSource, RolloutState
+from gates.events import ATTRIBUTE_NAMES, Action, Decision, DecisionSource, RolloutState
 from streams.executor.plans import PlanSpec
+from streams.executor.slice_stops import SliceStop
 
 __all__ = [
     "Ignore",
@@ -46,6 +49,8 @@ class Move(StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     ROLLBACK = "rollback"
+    SLICE_PAUSE = "slice_pause"
+    SLICE_ROLLBACK = "slice_rollback"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,7 @@ class RolloutStatus:
     acted_windows: dict[int, int] = field(default_factory=dict)  # stage -> last acted gate window end
     rollback_stages: tuple[int, ...] = ()
     last_decision_id: str = ""
+    slice_stops: tuple[SliceStop, ...] = ()  # slices left out of later dispatches (slice_stops.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,7 @@ class Transition:
     status: RolloutStatus  # the new status (for START: the caller supplies the spec)
     dispatch_stage: int | None = None  # stage whose UPDATE commands to send
     rollback_stages: tuple[int, ...] = ()  # stages to roll back
+    slice_stop: SliceStop | None = None  # SLICE_PAUSE / SLICE_ROLLBACK: the slice stopped now
 
 
 Verdict = Ignore | Transition
@@ -84,6 +91,15 @@ def is_start(d: Decision) -> bool:
         and d.action is Action.PROCEED
         and (d.note or "").startswith(START_PREFIX)
     )
+
+
+def slice_of(d: Decision) -> dict[str, str] | None:
+    """The slice a decision is scoped to; None: the whole stage.  A slice naming an attribute the
+    inventory does not have could match no device, so it is read as the whole stage (the safe
+    side, as an executor that does not know the field reads it)."""
+    if not d.slice or not set(d.slice) <= set(ATTRIBUTE_NAMES):
+        return None
+    return dict(d.slice)
 
 
 def _is_resume(d: Decision) -> bool:
@@ -108,6 +124,9 @@ def decide(status: RolloutStatus | None, d: Decision, spec: PlanSpec | None, now
         return Ignore("already_started", f"rollout is {status.state.value} at stage {status.current_stage}")
     if status.state in _FINISHED:
         return Ignore("finished", f"rollout is {status.state.value}")
+    scoped = slice_of(d)
+    if scoped is not None:
+        return _slice_stop(status, d, scoped, now_ms)
     if d.stage > status.current_stage:
         return Ignore(
             "future_stage", f"decision for stage {d.stage}, rollout is at stage {status.current_stage}"
@@ -152,6 +171,31 @@ def decide(status: RolloutStatus | None, d: Decision, spec: PlanSpec | None, now
     stages = (d.stage,) if gate else tuple(range(d.stage + 1))
     st = replace(base, state=RolloutState.ROLLING_BACK, rollback_stages=stages)
     return Transition(Move.ROLLBACK, st, rollback_stages=stages)
+
+
+def _slice_stop(status: RolloutStatus, d: Decision, scoped: dict[str, str], now_ms: int) -> Verdict:
+    """A PAUSE / ROLLBACK of one slice: the rollout keeps its state and stage.  Accepted for the
+    current stage and the ones before it (the gate still judges those: a slice of a stage moved
+    past can still show its late failures, and leaving it out of later stages is only safer).
+    No window check: a stop only narrows what is dispatched, so its order does not matter."""
+    if d.action not in (Action.PAUSE, Action.ROLLBACK):
+        return Ignore("slice_action", f"{d.action.value} of a slice: only PAUSE and ROLLBACK are scoped")
+    if d.stage > status.current_stage:
+        return Ignore(
+            "future_stage", f"decision for stage {d.stage}, rollout is at stage {status.current_stage}"
+        )
+    stop = SliceStop.of(scoped, d.action, d.stage, d.decision_id)
+    if any(s.covers(stop) for s in status.slice_stops):
+        return Ignore("slice_stopped", f"slice {dict(stop.values)} is stopped at {d.action.value} already")
+    stops = tuple(s for s in status.slice_stops if s.values != stop.values) + (stop,)
+    st = replace(
+        status,
+        slice_stops=stops,
+        last_decision_id=d.decision_id,
+        updated_at_ms=max(now_ms, status.updated_at_ms),
+    )
+    move = Move.SLICE_ROLLBACK if d.action is Action.ROLLBACK else Move.SLICE_PAUSE
+    return Transition(move, st, slice_stop=stop)
 
 
 def command_id(rollout_id: str, stage: int, kind: str, device_id: str, version: str) -> str:

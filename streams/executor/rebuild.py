@@ -29,11 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from gates.events import CommandKind, Decision, DeviceCommand, RolloutState
+from gates.events import Action, CommandKind, Decision, DeviceCommand, RolloutState
 from streams.codecs import OUTPUT, Decoder
 from streams.executor.machine import RolloutStatus, command_id
 from streams.executor.plans import PlanSpec
-from streams.inventory import cache_histories
+from streams.executor.slice_stops import has_rollbacks, slice_devices, stops_from_json, stops_to_json
+from streams.inventory import cache_histories, read_all_devices
 from streams.inventory_topic import History, InventoryTopic
 from streams.security.verify import verify_decision
 
@@ -59,6 +60,8 @@ def status_header(st: RolloutStatus) -> tuple[str, bytes]:
         "rollback_stages": list(st.rollback_stages),
         "last_decision_id": st.last_decision_id,
     }
+    if st.slice_stops:  # only then: a rollout without slice stops publishes the header it always did
+        body["slice_stops"] = stops_to_json(st.slice_stops)
     return STATUS_HEADER, json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -72,6 +75,7 @@ def _status_from_header(raw: bytes) -> RolloutStatus:
         acted_windows={int(k): int(v) for k, v in d["acted_windows"].items()},
         rollback_stages=tuple(int(s) for s in d["rollback_stages"]),
         last_decision_id=str(d["last_decision_id"]),
+        slice_stops=stops_from_json(d.get("slice_stops")),  # absent: published before slice stops
     )
 
 
@@ -274,13 +278,22 @@ def _handled_decisions(
 def _rollback_targets(
     tx: Any, ex: Executor, st: RolloutStatus, cmds: list[DeviceCommand]
 ) -> list[DeviceCommand]:
-    """Rollback states of a rollout rolling back; returns the queued (never sent) rollbacks."""
-    if st.state is not RolloutState.ROLLING_BACK:
+    """Rollback states of a rollout rolling back, or of the slices it rolled back; returns the
+    queued (never sent) rollbacks."""
+    rolling = st.state is RolloutState.ROLLING_BACK
+    if not rolling and not has_rollbacks(st.slice_stops):
         return []
     spec, rid = st.spec, st.spec.rollout_id
     sent = {c.device_id for c in cmds if c.kind is CommandKind.ROLLBACK}
+    inside: set[str] = set()
+    for stop in st.slice_stops:  # the inventory is in Redis again (refilled before this)
+        if stop.action is Action.ROLLBACK:
+            inside |= slice_devices(read_all_devices(ex.store.client, ex.store.keys.ns), stop)
     updated = {
-        c.device_id: c.stage for c in cmds if c.kind is CommandKind.UPDATE and c.stage in st.rollback_stages
+        c.device_id: c.stage
+        for c in cmds
+        if c.kind is CommandKind.UPDATE
+        and (rolling and c.stage in st.rollback_stages or c.device_id in inside)
     }
     states = dict.fromkeys(sent, "pending")
     queued: list[DeviceCommand] = []

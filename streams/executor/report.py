@@ -117,6 +117,7 @@ def rollout_status(store: ExecutorStore, rollout_id: str) -> dict[str, Any]:
         "rollback_stages": list(st.rollback_stages),
         "rollback": dict(sorted(rollback.items())),
         "rollback_queued": len(store.queued(rollout_id)),
+        "slice_stops": [s.to_json() for s in st.slice_stops],  # slices left out of later dispatches
         "ignored_decisions": store.ignored_counts(),
         "gate": store.gate_status(rollout_id) or None,
     }

@@ -56,6 +56,7 @@ from streams.executor.machine import (
 from streams.executor.outage import rewind, wait_for_redis
 from streams.executor.plans import PlanSpec
 from streams.executor.rebuild import Rebuilt, rebuild_lost_state, replay_feed, status_header
+from streams.executor.slice_stops import SliceStop, has_rollbacks, is_excluded, slice_devices
 from streams.executor.store import ExecutorStore, version_field
 from streams.inventory import read_all_devices
 from streams.security.verify import DecisionGuard, check_verify_config
@@ -169,7 +170,7 @@ class Executor:
         self.pending_rollback.clear()
         self.queued.clear()
         for rid, st in self.statuses.items():
-            if st.state is RolloutState.ROLLING_BACK:
+            if st.state is RolloutState.ROLLING_BACK or has_rollbacks(st.slice_stops):
                 for dev, state in self.store.rollback_states(rid).items():
                     if state == "pending":
                         self.pending_rollback.setdefault(dev, set()).add(rid)
@@ -268,13 +269,16 @@ class Executor:
         outbox: list[DeviceCommand] = []
         tx = self.store.tx()
         if verdict.dispatch_stage is not None:
-            cmds = self._update_commands(st.spec, verdict.dispatch_stage, now)
+            cmds = self._update_commands(st, verdict.dispatch_stage, now)
             self.store.put_commands(tx, cmds)
             outbox = cmds
         rollback_summary: dict[str, int] = {}
         if verdict.move is Move.ROLLBACK:
             outbox, st, rollback_summary = self._plan_rollback(tx, st, verdict.rollback_stages, now)
             verdict = replace(verdict, status=st)
+        elif verdict.move is Move.SLICE_ROLLBACK:  # the slice's devices so far; the rollout goes on
+            stages = tuple(range(st.current_stage + 1))
+            outbox, _, rollback_summary = self._plan_rollback(tx, st, stages, now, verdict.slice_stop)
         self.store.put_status(tx, st)
         self.store.mark_seen(tx, rid, d.decision_id)
         tx.execute()
@@ -296,6 +300,7 @@ class Executor:
             state=st.state.value,
             current_stage=st.current_stage,
             commands=len(outbox),
+            slice=d.slice,
             **rollback_summary,
         )
         return verdict
@@ -330,29 +335,34 @@ class Executor:
             raise SimulatedCrash(point.value)
 
     # --------------------------------------------------------------- cohorts
-    def stage_members(self, spec: PlanSpec, stages: Iterable[int]) -> dict[int, list[str]]:
-        """Devices assigned to each stage, by the gate engine's own cohort function."""
-        wanted = set(stages)
+    def stage_members(
+        self, spec: PlanSpec, stages: Iterable[int], stops: Iterable[SliceStop] = ()
+    ) -> dict[int, list[str]]:
+        """Devices assigned to each stage, by the gate engine's own cohort function, but those in
+        a stopped slice (``stops``; to them only its ROLLBACK is sent)."""
+        wanted, stops = set(stages), tuple(stops)
         info = RolloutInfo(spec.rollout_plan(0, RolloutState.ACTIVE, 0))
         out: dict[int, list[str]] = {s: [] for s in wanted}
         for attrs in read_all_devices(self.store.client, self.settings.redis_namespace):
             assigned, _ = info.classify(attrs.device_id, attribute_tuple(attrs))
-            if assigned in wanted:
+            if assigned in wanted and not is_excluded(stops, attrs):
                 out[assigned].append(attrs.device_id)
         return out
 
-    def _update_commands(self, spec: PlanSpec, stage: int, now: int) -> list[DeviceCommand]:
+    def _update_commands(self, st: RolloutStatus, stage: int, now: int) -> list[DeviceCommand]:
+        spec = st.spec
         rid, kind, version = spec.rollout_id, spec.target_kind, spec.target_version
         return [
             DeviceCommand(command_id(rid, stage, "UPDATE", dev, version), dev, rid, stage, CommandKind.UPDATE,
                           kind, version, now)
-            for dev in self.stage_members(spec, [stage])[stage]
+            for dev in self.stage_members(spec, [stage], st.slice_stops)[stage]
         ]  # fmt: skip
 
     def _plan_rollback(
-        self, tx: Any, st: RolloutStatus, stages: tuple[int, ...], now: int
+        self, tx: Any, st: RolloutStatus, stages: tuple[int, ...], now: int, only: SliceStop | None = None
     ) -> tuple[list[DeviceCommand], RolloutStatus, dict[str, int]]:
-        """Rollback targets: stage devices commanded the new version or reporting it."""
+        """Rollback targets: stage devices commanded the new version or reporting it (``only``:
+        those of one slice; the rollout's state is then left as it is)."""
         spec, rid = st.spec, st.spec.rollout_id
         commanded: dict[str, int] = {}
         for c in self.store.load_commands(rid):
@@ -363,6 +373,9 @@ class Executor:
         for s, devs in members.items():
             for dev in devs:
                 candidates.setdefault(dev, s)
+        if only is not None:
+            inside = slice_devices(read_all_devices(self.store.client, self.settings.redis_namespace), only)
+            candidates = {dev: s for dev, s in candidates.items() if dev in inside}
         versions = self.store.read_versions(sorted(candidates))
         reported_f = version_field(spec.target_kind, "reported")
         states: dict[str, str] = {}
@@ -395,7 +408,7 @@ class Executor:
             tx.hset(self.store.keys.rollback(rid), mapping=states)
         if queued:
             tx.hset(self.store.keys.queued(rid), mapping=queued)
-        if all(s.startswith(_SETTLED) for s in states.values()):
+        if only is None and all(s.startswith(_SETTLED) for s in states.values()):
             st = replace(st, state=RolloutState.ROLLED_BACK)
         for dev, s in states.items():
             if s == "pending":

@@ -36,6 +36,7 @@ import redis
 from gates.events import CommandKind, DeviceCommand, RolloutState, TargetKind
 from streams.executor.machine import RolloutStatus
 from streams.executor.plans import PlanSpec
+from streams.executor.slice_stops import stops_from_json, stops_to_json
 
 __all__ = ["ExecutorStore", "Keys", "command_from_json", "command_to_json", "version_field"]
 
@@ -140,6 +141,7 @@ class ExecutorStore:
                 "acted_windows": json.dumps({str(k): v for k, v in sorted(st.acted_windows.items())}),
                 "rollback_stages": json.dumps(list(st.rollback_stages)),
                 "last_decision_id": st.last_decision_id,
+                "slice_stops": json.dumps(stops_to_json(st.slice_stops), sort_keys=True),
             },
         )
 
@@ -156,6 +158,7 @@ class ExecutorStore:
             acted_windows={int(k): int(v) for k, v in json.loads(h["acted_windows"]).items()},
             rollback_stages=tuple(json.loads(h["rollback_stages"])),
             last_decision_id=h.get("last_decision_id", ""),
+            slice_stops=stops_from_json(json.loads(h.get("slice_stops", "[]"))),
         )
 
     def rollout_ids(self) -> list[str]:

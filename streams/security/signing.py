@@ -3,7 +3,9 @@
 Canonical bytes of a decision: the schemaless Avro binary encoding of the decision under
 ``schemas/decision.v1.avsc`` with ``signature`` and ``key_id`` both null -- i.e. exactly the
 Avro body of the unsigned decision, whatever framing (single-object, Confluent, JSON) carries it.
-They include ``source`` and ``operator``: who the decision says it comes from is signed.
+They include ``source`` and ``operator``: who the decision says it comes from is signed.  A
+decision scoped to a slice is encoded under ``decision.v2`` instead (the v1 body followed by the
+slice), so the slice is signed and a stage decision's bytes, and old signatures, stay as they were.
 
 The ``signature`` field holds a 73-byte blob::
 
@@ -52,8 +54,9 @@ log = logging.getLogger("fleetgate.security")
 SIGNATURE_FORMAT = 2
 SIGNATURE_LENGTH = 1 + 8 + 64
 _DOMAIN = b"fleetgate-decision-ed25519\x00"
-_SCHEMA_VERSION = 1  # canonical bytes are the decision.v1 Avro body
-_entry: SchemaEntry | None = None
+_SCHEMA_VERSION = 1  # canonical bytes are the decision.v1 Avro body ...
+_SLICE_VERSION = 2  # ... or, for a slice decision, the decision.v2 body (v1 body + the slice)
+_entries: dict[int, SchemaEntry] = {}
 
 Signer = Callable[[Decision], tuple[bytes | None, str | None]]
 
@@ -62,17 +65,18 @@ class SignatureError(ValueError):
     """A signature blob that is not format 2 (wrong length or format byte)."""
 
 
-def _decision_entry() -> SchemaEntry:
-    global _entry
-    if _entry is None:
-        _entry = default_catalogue().get(DECISION_NAME, _SCHEMA_VERSION)
-    return _entry
+def _decision_entry(version: int) -> SchemaEntry:
+    entry = _entries.get(version)
+    if entry is None:
+        entry = _entries[version] = default_catalogue().get(DECISION_NAME, version)
+    return entry
 
 
 def canonical_bytes(d: Decision) -> bytes:
-    """The Avro v1 body of ``d`` with signature and key id null."""
+    """The Avro body of ``d`` with signature and key id null: v1, or v2 when it names a slice."""
     unsigned = replace(d, signature=None, key_id=None)
-    return Encoder.avro_body(_decision_entry(), records.decision_to_dict(unsigned))
+    version = _SCHEMA_VERSION if d.slice is None else _SLICE_VERSION
+    return Encoder.avro_body(_decision_entry(version), records.decision_to_dict(unsigned))
 
 
 def message(key_id: str, issued_at_ms: int, canonical: bytes) -> bytes:

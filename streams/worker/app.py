@@ -228,6 +228,7 @@ class DeciderStage:
                 rollout=d.rollout_id,
                 stage=d.stage,
                 action=d.action.value,
+                slice=d.slice,  # null: the whole stage
                 decision_id=d.decision_id,
                 reasons=[f"{r.rule_id}:{r.verdict}" for r in d.reasons],
             )
@@ -262,6 +263,7 @@ class DeciderStage:
             mapping |= {
                 "action": last.action.value,
                 "stage": str(last.stage),
+                "slice": json.dumps(last.slice),  # null: the stage; else the slice the stop is scoped to
                 "decision_id": last.decision_id,
                 "reasons": json.dumps([_reason_json(r) for r in last.reasons]),
             }

@@ -139,6 +139,13 @@ OPERATOR_DECISION = Decision(
     "dec-op-1", "ro-7", 1, "canary-eu", Action.ROLLBACK, DecisionSource.OPERATOR, 0, 0, 1_700_000_400_000,
     "p-3", "0.1.0", operator="alice", note="customer escalation",
 )  # fmt: skip
+# a gate stop scoped to one slice of the stage (decision.v2)
+SLICE_DECISION = Decision(
+    "dec-ro-7-1-slice", "ro-7", 1, "canary-eu", Action.ROLLBACK, DecisionSource.GATE, 1_700_000_000_000,
+    1_700_000_300_000, 1_700_000_310_000, "p-3", "0.1.0",
+    (Reason("ack-failure", "ack_failure_rate@model=cam-c1", "breach", 0.1, None, 0.02, 120),),
+    slice={"region": "apac", "connectivity_profile": "cellular"},
+)  # fmt: skip
 HEALTH = CohortHealth(
     "ro-7", 1, "canary-eu", "4.3.0", False, 1_700_000_000_000, 1_700_000_300_000, 500, 412,
     {"reboot_rate": 0.08, "cpu_pct": 31.5}, {"reboots": 33, "acks_failed": 4},
@@ -173,9 +180,14 @@ def cases() -> list[Case]:
     out.append(Case("ack_v2_json", ACK, Framing.JSON, 2, _A_JSON, "ack"))
     for fr in (Framing.CONFLUENT, Framing.SINGLE_OBJECT, Framing.JSON):
         f = fr.value.replace("-", "_")
+        for stem, rec, version in (
+            ("decision_v1", DECISION, 1),
+            ("decision_operator_v1", OPERATOR_DECISION, 1),
+            ("decision_v2", DECISION, None),
+            ("decision_slice_v2", SLICE_DECISION, None),
+        ):
+            out.append(Case(f"{stem}_{f}", rec, fr, version, rec, "output"))
         for stem, rec in (
-            ("decision_v1", DECISION),
-            ("decision_operator_v1", OPERATOR_DECISION),
             ("cohort_health_v1", HEALTH),
             ("device_command_v1", COMMAND),
             ("rollout_plan_v1", PLAN),

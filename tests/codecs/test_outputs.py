@@ -8,9 +8,19 @@ import pytest
 
 from streams.codecs import H_ACTION, H_DECISION_ID, H_REASON, OUTPUT, DeadLetter, Decoder, Encoder, Framing
 from streams.codecs.errors import CodecError
-from tests.codecs.golden_cases import COMMAND, DEAD, DEAD_ERROR, DECISION, HEALTH, OPERATOR_DECISION, PLAN
+from tests.codecs.golden_cases import (
+    COMMAND,
+    DEAD,
+    DEAD_ERROR,
+    DECISION,
+    HEALTH,
+    OPERATOR_DECISION,
+    PLAN,
+    SLICE_DECISION,
+)
 
-RECORDS = [DECISION, OPERATOR_DECISION, HEALTH, COMMAND, PLAN, DEAD]
+RECORDS = [DECISION, OPERATOR_DECISION, SLICE_DECISION, HEALTH, COMMAND, PLAN, DEAD]
+LATEST = {"Decision": b"2"}  # the schema version encoders write, where not 1
 FRAMINGS = [Framing.SINGLE_OBJECT, Framing.CONFLUENT, Framing.JSON, Framing.AVRO]
 
 
@@ -19,7 +29,8 @@ FRAMINGS = [Framing.SINGLE_OBJECT, Framing.CONFLUENT, Framing.JSON, Framing.AVRO
 def test_round_trip(record: object, framing: Framing) -> None:
     value, headers = Encoder().encode(record, framing)
     hdr = dict(headers)
-    assert hdr["fg-format"] == framing.value.encode() and hdr["fg-schema-version"] == b"1"
+    want = LATEST.get(type(record).__name__, b"1")
+    assert hdr["fg-format"] == framing.value.encode() and hdr["fg-schema-version"] == want
     assert Decoder(OUTPUT).decode(value, headers) == record
 
 
@@ -27,7 +38,7 @@ def test_decision_headers_let_a_router_filter_without_decoding() -> None:
     _, headers = Encoder().encode(DECISION)
     assert dict(headers) == {
         "fg-schema": b"dev.fleetgate.control.Decision",
-        "fg-schema-version": b"1",
+        "fg-schema-version": b"2",
         "fg-format": b"single-object",
         "fg-rollout-id": b"ro-7",
         H_DECISION_ID: DECISION.decision_id.encode(),
@@ -58,6 +69,14 @@ def test_signature_fields_reserved_for_issue_8() -> None:
     value, _ = Encoder().encode(DECISION, Framing.JSON, signature=b"\x01\x02", key_id="k1")
     obj = json.loads(value)
     assert obj["signature"] == "AQI=" and obj["key_id"] == "k1"
+
+
+def test_a_slice_decision_is_never_written_as_v1() -> None:
+    """decision.v1 has no slice: the record would read as a stop of the whole stage."""
+    with pytest.raises(CodecError, match="decision.v2"):
+        Encoder().encode(SLICE_DECISION, version=1)
+    value, headers = Encoder().encode(DECISION, version=1)  # a stage decision still can be
+    assert dict(headers)["fg-schema-version"] == b"1" and Decoder(OUTPUT).decode(value, headers) == DECISION
 
 
 def test_unknown_record_type_is_a_bug() -> None:

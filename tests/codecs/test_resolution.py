@@ -134,3 +134,66 @@ def telemetry_to_v2_example() -> dict:
     from tests.codecs.golden_cases import TELEMETRY as TEL
 
     return telemetry_to_avro(TEL, 2)
+
+
+def test_decision_v1_and_v2_readers_read_each_other() -> None:
+    """decision.v2 adds only the optional slice: a v1 reader reads a v2 record (the slice
+    ignored), a v2 reader reads a v1 record (slice null), by fastavro's schema resolution."""
+    from dataclasses import replace
+
+    from gates.events import Decision
+    from streams.codecs import OUTPUT, Framing
+    from streams.codecs.encoder import Encoder
+    from streams.codecs.records import decision_from_dict, decision_to_dict
+    from tests.codecs.golden_cases import DECISION, SLICE_DECISION
+
+    d1, d2 = CAT.get("decision", 1), CAT.get("decision", 2)
+
+    def body(entry: object, d: Decision) -> bytes:
+        buf = BytesIO()
+        schemaless_writer(buf, entry.parsed, decision_to_dict(d))  # type: ignore[attr-defined]
+        return buf.getvalue()
+
+    old = schemaless_reader(BytesIO(body(d2, SLICE_DECISION)), d2.parsed, d1.parsed)
+    assert "slice" not in old and decision_from_dict(old) == replace(SLICE_DECISION, slice=None)
+    new = schemaless_reader(BytesIO(body(d1, DECISION)), d1.parsed, d2.parsed)
+    assert new["slice"] is None and decision_from_dict(new) == DECISION
+    # and the decoder, which reads every writer version with the latest reader
+    value, headers = Encoder().encode(DECISION, Framing.SINGLE_OBJECT, version=1)
+    assert Decoder(OUTPUT).decode(value, headers) == DECISION
+
+
+def test_an_executor_without_decision_v2_never_obeys_a_slice_decision_as_something_else(
+    tmp_path: Path,
+) -> None:
+    """Pins docs/executor.md's compatibility note.  Without decision.v2 in its catalogue an old
+    reader cannot decode any v2 decision (local ids, fingerprints, headers); through a registry
+    (writer v2 resolved to reader v1) it reads a slice decision without its slice, and then the
+    signature, which covers the slice, does not verify."""
+    from dataclasses import replace
+
+    from streams.codecs import OUTPUT, Encoder, Framing
+    from streams.codecs.records import decision_from_dict, decision_to_dict
+    from streams.security import Rejection, parse_verify_keys, sign_decision, verify_decision
+    from tests.codecs.golden_cases import DECISION, SLICE_DECISION
+    from tests.security.keys import private, verify_env
+
+    for p in Path(str(SCHEMA_DIR)).glob("*.avsc"):
+        if p.name != "decision.v2.avsc":
+            (tmp_path / p.name).write_text(p.read_text())
+    old = Decoder(OUTPUT, catalogue=SchemaCatalogue.load(tmp_path))
+    for framing in Framing:
+        for d in (DECISION, SLICE_DECISION):
+            got = old.decode(*Encoder().encode(d, framing))
+            assert type(got).__name__ == "DecodeError", (framing, got)
+
+    sig, kid = sign_decision(SLICE_DECISION, private("g1", "gate"), 1_700_000_320_000)
+    buf = BytesIO()
+    schemaless_writer(buf, CAT.get("decision", 2).parsed, decision_to_dict(SLICE_DECISION, sig, kid))
+    read = schemaless_reader(
+        BytesIO(buf.getvalue()), CAT.get("decision", 2).parsed, CAT.get("decision", 1).parsed
+    )
+    as_old = decision_from_dict(read)
+    assert as_old == replace(SLICE_DECISION, slice=None, signature=sig, key_id=kid)
+    keys = parse_verify_keys(verify_env(("g1", "gate"))["FLEETGATE_VERIFY_KEYS"])
+    assert verify_decision(as_old, keys, 1_700_000_320_000, 60_000).rejection is Rejection.BAD_SIGNATURE

@@ -45,6 +45,8 @@ class Field:
     late_share: float = 0.0  # share of cellular stage devices whose ack comes `late_ms` after the command
     late_ms: int = 25 * MIN  # inside the cellular ack timeout (30 min): in flight until then
     late_status: AckStatus = AckStatus.FAILED
+    next_stage_min: int | None = None  # minutes after the plan when stage 1 is entered and dispatched
+    skip_model: str | None = None  # ... without this model's devices (a slice stop the executor obeys)
 
     @property
     def t_plan(self) -> int:
@@ -88,14 +90,22 @@ class Field:
 
         info = RolloutInfo(p)
         applied: dict[str, int] = {}
+        t_next = self.t_plan + (self.next_stage_min or 0) * MIN
+        if self.next_stage_min is not None:
+            import dataclasses
+
+            evs.append((t_next, 1, dataclasses.replace(p, current_stage=1, updated_at_ms=t_next)))
         for k, a in enumerate(devs):
             assigned, _ = info.classify(
                 a.device_id,
                 (a.model, "g1", a.region, "unknown", "unknown", a.connectivity_profile, "unknown"),
             )
-            if assigned != 0:
+            if assigned == 0:
+                tc = self.t_plan + 1000 + (k * 37) % 120_000
+            elif assigned == 1 and self.next_stage_min is not None and a.model != self.skip_model:
+                tc = t_next + 1000 + (k * 37) % 120_000
+            else:
                 continue
-            tc = self.t_plan + 1000 + (k * 37) % 120_000
             evs.append(
                 (
                     tc,
@@ -104,7 +114,7 @@ class Field:
                         f"c-{a.device_id}",
                         a.device_id,
                         "r1",
-                        0,
+                        assigned,
                         CommandKind.UPDATE,
                         TargetKind.FIRMWARE,
                         NEW,

@@ -44,10 +44,10 @@ BAD = [
         "slices.dimensions[1]: unknown slice dimension 'colour'",
     ),
     ("version: x\nslices: {dimensions: [site]}", "slices.dimensions[0]: unknown slice dimension 'site'"),
-    ("version: x\nslices: {action: device}", "slices.action: must be 'stage'"),
+    ("version: x\nslices: {action: device}", "slices.action: must be one of stage, slice, got 'device'"),
     (
-        "version: x\nslices: {action: slice}",
-        "slices.action: 'slice' (stop only the culprit slice) is not supported",
+        "version: x\nslices: {action: [slice]}",
+        "slices.action: must be one of stage, slice, got \"['slice']\"",
     ),
     (
         "version: x\nrules: [{id: a, metric: ack_failure_rate, above: 0.02, margin: -0.01, action: PAUSE}]",
@@ -132,4 +132,6 @@ def test_sequential_and_slice_keys() -> None:
     assert abs(p.alpha - 0.01) < 1e-12 and p.pending_share == 0.1
     assert p.slice_dimensions == ("region",) and not p.slice_pairs and p.slice_action == "stage"
     assert p.rules[0].proceed_limit() == 1.2
+    assert load_policy("version: x\nslices: {action: slice}").slice_action == "slice"
+    assert load_policy("version: x").slice_action == DEFAULT_POLICY.slice_action == "stage"
     assert DEFAULT_POLICY.rules[0].proceed_limit() == 0.03  # ack failures: 2 % + a 1-point margin
