@@ -79,12 +79,18 @@ class Encoder:
         Records: Decision, CohortHealth, DeviceCommand, RolloutPlan, DeadLetter (or a
         DecodeError, turned into its DeadLetter), Telemetry and Ack (device formats).
 
-        ``version`` picks the schema version (default: latest); ``topic`` feeds a
+        ``version`` picks the schema version (default: latest; decision.v1 for a decision without
+        a slice); ``topic`` feeds a
         registry's subject strategy; ``signature``/``key_id`` fill the reserved
         decision fields (issue 8).
         """
         framing = Framing(framing)
         name, datum, extra = self._datum(record, framing, version, signature, key_id)
+        if version is None and isinstance(record, Decision) and record.slice is None:
+            # a stage decision is written as decision.v1, which every executor reads; only a
+            # decision scoped to a slice needs v2 (an executor without it cannot read v2 at all
+            # unless a schema registry resolves it)
+            version = 1
         entry = self.catalogue.get(name, version if name in _VERSIONED else None)
         if framing is Framing.JSON:
             if name == TELEMETRY_NAME:

@@ -183,7 +183,7 @@ def cases() -> list[Case]:
         for stem, rec, version in (
             ("decision_v1", DECISION, 1),
             ("decision_operator_v1", OPERATOR_DECISION, 1),
-            ("decision_v2", DECISION, None),
+            ("decision_v2", DECISION, 2),
             ("decision_slice_v2", SLICE_DECISION, None),
         ):
             out.append(Case(f"{stem}_{f}", rec, fr, version, rec, "output"))

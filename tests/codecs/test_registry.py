@@ -51,7 +51,7 @@ def test_decision_round_trip_through_registry_ids(client: SchemaRegistryClient) 
     resolver = RegistryResolver(client, CAT)
     value, headers = Encoder(resolver=resolver).encode(DECISION, Framing.CONFLUENT)
     sid = int.from_bytes(value[1:5], "big")
-    assert value[0] == 0 and sid == resolver.id_for(CAT.get("decision"))
+    assert value[0] == 0 and sid == resolver.id_for(CAT.get("decision", 1))  # a stage decision: v1
     reader = Decoder(OUTPUT, resolver=RegistryResolver(client, CAT))
     assert reader.decode(value, headers) == DECISION
 

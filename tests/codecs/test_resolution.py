@@ -166,10 +166,11 @@ def test_decision_v1_and_v2_readers_read_each_other() -> None:
 def test_an_executor_without_decision_v2_never_obeys_a_slice_decision_as_something_else(
     tmp_path: Path,
 ) -> None:
-    """Pins docs/executor.md's compatibility note.  Without decision.v2 in its catalogue an old
-    reader cannot decode any v2 decision (local ids, fingerprints, headers); through a registry
-    (writer v2 resolved to reader v1) it reads a slice decision without its slice, and then the
-    signature, which covers the slice, does not verify."""
+    """Pins docs/executor.md's compatibility note.  Stage decisions are written as decision.v1,
+    so an old reader (without decision.v2 in its catalogue) reads them as before; it cannot decode
+    a slice decision (local ids, fingerprints, headers), and through a registry (writer v2
+    resolved to reader v1) it reads one without its slice, and then the signature, which covers
+    the slice, does not verify."""
     from dataclasses import replace
 
     from streams.codecs import OUTPUT, Encoder, Framing
@@ -183,9 +184,9 @@ def test_an_executor_without_decision_v2_never_obeys_a_slice_decision_as_somethi
             (tmp_path / p.name).write_text(p.read_text())
     old = Decoder(OUTPUT, catalogue=SchemaCatalogue.load(tmp_path))
     for framing in Framing:
-        for d in (DECISION, SLICE_DECISION):
-            got = old.decode(*Encoder().encode(d, framing))
-            assert type(got).__name__ == "DecodeError", (framing, got)
+        assert old.decode(*Encoder().encode(DECISION, framing)) == DECISION
+        got = old.decode(*Encoder().encode(SLICE_DECISION, framing))
+        assert type(got).__name__ == "DecodeError", (framing, got)
 
     sig, kid = sign_decision(SLICE_DECISION, private("g1", "gate"), 1_700_000_320_000)
     buf = BytesIO()
