@@ -136,6 +136,9 @@ class RolloutGate:
         return env.kind is EnvelopeKind.HEARTBEAT and env.sequence > max(seen, given_up)
 
     def _observe_plan(self, plan: RolloutPlan) -> None:
+        held = self.decider.plans.get(plan.rollout_id)
+        if held is not None and plan.updated_at_ms < held.updated_at_ms:
+            return  # an older plan (one folded again by a re-read, or late from another source)
         resumed = self.plan_state == RolloutState.PAUSED.value and plan.state is RolloutState.ACTIVE
         self.decider.observe_plan(plan)
         if resumed and self.watermark_ms > _NEG:

@@ -8,12 +8,13 @@ gate notices; these tests drive RolloutGate directly, without Kafka.
 
 from __future__ import annotations
 
+from gates.events import RolloutState
 from gates.partial import PartialAggregator
 from gates.wire import WindowPartial
-from streams.codecs import Decoder
+from streams.codecs import Decoder, Encoder, Framing
 from streams.worker.decide import RolloutGate
 from streams.worker.envelope import Envelope, EnvelopeKind
-from tests.gates.sim import PROP_POLICY, T0, Fleet
+from tests.gates.sim import PROP_POLICY, T0, Fleet, plan
 
 DECODER = Decoder.output()
 
@@ -107,6 +108,24 @@ def test_the_stretch_read_again_starts_after_the_source_s_last_partial() -> None
     assert not again.gap and gate.decider.seen == {0: a[1].sequence, 1: b[1].sequence}
     # where to read again survives the state
     assert RolloutGate.from_bytes(PROP_POLICY, gate.to_bytes()).partial_offsets == {0: 270, 1: 271}
+
+
+def test_a_plan_folded_again_does_not_undo_a_newer_one() -> None:
+    """A re-read folds the stretch's plans again: an older plan must not pause the gate (or, with
+    the resume after it, acknowledge the evidence seen since)."""
+
+    def env(state: RolloutState, t: int) -> Envelope:
+        value, _ = Encoder().encode(plan(state=state, t=t), Framing.SINGLE_OBJECT)
+        return Envelope(EnvelopeKind.PLAN, "r1", -1, 0, 0, value)
+
+    gate = RolloutGate.new("r1", PROP_POLICY, expected_sources=1)
+    for i, state in enumerate((RolloutState.ACTIVE, RolloutState.PAUSED, RolloutState.ACTIVE)):
+        gate.apply(env(state, T0 + i), DECODER, offset=i)
+    before = gate.to_bytes()
+    gate.apply(env(RolloutState.PAUSED, T0 + 1), DECODER, offset=1, accept_gap=True)
+    assert gate.plan_state == RolloutState.ACTIVE.value
+    gate.apply(env(RolloutState.ACTIVE, T0 + 2), DECODER, offset=2, accept_gap=True)
+    assert gate.to_bytes() == before
 
 
 def test_partials_not_in_the_topic_are_given_up_on_loudly_once() -> None:
