@@ -58,6 +58,8 @@ class RolloutGate:
     plan_state: str | None = None
     expected_sources: int = 0  # input partitions that feed every rollout
     offset: int = -1  # offset (in its `partials` partition) of the last envelope folded
+    # per source: offset of its last partial merged; the partials it has not sent us come after it
+    partial_offsets: dict[int, int] = field(default_factory=dict)
     # per source: the partial a heartbeat named that a re-read did not find (in memory only)
     given_up: dict[int, int] = field(default_factory=dict, repr=False, compare=False)
 
@@ -74,8 +76,9 @@ class RolloutGate:
         (Faust can skip fetched messages around a rebalance and commit past them): a partial
         names the sequence of its predecessor for the rollout, a heartbeat the last one its
         source has committed.  If one is missing, nothing is folded and `missed_from` says
-        where to read again; with `accept_gap` (read again, still missing) it is folded and
-        `gap` says so.
+        where to read again: after the source's last merged partial (the last envelope folded
+        can lie past the skipped one, since other sources' envelopes after it are often
+        delivered).  With `accept_gap` (read again, still missing) it is folded and `gap` says so.
 
         Heartbeats that only move a source's watermark change nothing durable: every source
         sends one again within a few seconds after a restart, so they are not persisted.  A
@@ -86,7 +89,8 @@ class RolloutGate:
         partial = WindowPartial.from_bytes(env.payload) if env.kind is EnvelopeKind.PARTIAL else None
         gap = self._missed(env, partial)
         if gap and not accept_gap:
-            return Applied([], False, False, missed_from=self.offset + 1)
+            after = self.partial_offsets.get(env.source_partition, -1)  # -1: none yet, from the start
+            return Applied([], False, False, missed_from=after + 1)
         if offset >= 0:
             self.offset = offset
         if gap and env.kind is EnvelopeKind.HEARTBEAT:
@@ -104,6 +108,8 @@ class RolloutGate:
                 before = self.decider.duplicates
                 self.decider.merge([partial])
                 merged = self.decider.duplicates == before
+                if merged and offset >= 0:
+                    self.partial_offsets[env.source_partition] = offset
             clock = self.sources.setdefault(env.source_partition, SourceClock(env.watermark_ms))
             clock.watermark_ms = max(clock.watermark_ms, env.watermark_ms)
             clock.idle = env.idle
@@ -130,6 +136,9 @@ class RolloutGate:
         return env.kind is EnvelopeKind.HEARTBEAT and env.sequence > max(seen, given_up)
 
     def _observe_plan(self, plan: RolloutPlan) -> None:
+        held = self.decider.plans.get(plan.rollout_id)
+        if held is not None and plan.updated_at_ms < held.updated_at_ms:
+            return  # an older plan (one folded again by a re-read, or late from another source)
         resumed = self.plan_state == RolloutState.PAUSED.value and plan.state is RolloutState.ACTIVE
         self.decider.observe_plan(plan)
         if resumed and self.watermark_ms > _NEG:
@@ -181,6 +190,7 @@ class RolloutGate:
                 "plan_state": self.plan_state,
                 "expected_sources": self.expected_sources,
                 "offset": self.offset,
+                "partial_offsets": {str(p): o for p, o in self.partial_offsets.items()},
             }
         )
 
@@ -195,4 +205,5 @@ class RolloutGate:
             d["plan_state"],
             int(d["expected_sources"]),
             int(d.get("offset", -1)),
+            {int(p): int(o) for p, o in d.get("partial_offsets", {}).items()},
         )
