@@ -81,7 +81,7 @@ test-unit: venv ## the pure tests only (no services)
 demo: venv services topics ## run the end-to-end demo (worker, executor, simulator)
 	scripts/demo.sh run
 
-lint: venv ## ruff, ruff format --check and mypy (strict on gates/)
+lint: venv ## ruff, ruff format --check and mypy (strict on gates/ and streams/)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -74,9 +74,12 @@ class Settings:
 
         return parse_verify_keys(self.verify_keys.value)
 
-    def kafka_client_config(self) -> dict[str, str]:
+    def kafka_client_config(self) -> dict[str, str | int | float | bool]:
         """librdkafka settings shared by every confluent-kafka client we build."""
-        cfg = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
+        cfg: dict[str, str | int | float | bool] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
         if self.security_protocol.startswith("SASL"):
             cfg |= {
                 "sasl.mechanism": self.sasl_mechanism,

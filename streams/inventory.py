@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from gates.events import DeviceAttributes
 from streams.inventory_topic import (
@@ -138,7 +139,9 @@ def cache_histories(client: redis.Redis, namespace: str, histories: Mapping[str,
     pipe = client.pipeline(transaction=True)
     for device_id, history in histories.items():
         latest = history[-1].attrs
-        mapping = {f.name: getattr(latest, f.name) for f in fields(DeviceAttributes)}
+        mapping: dict[FieldT, EncodableT] = {
+            f.name: getattr(latest, f.name) for f in fields(DeviceAttributes)
+        }
         pipe.hset(
             device_key(namespace, device_id), mapping=mapping | {HISTORY_FIELD: history_to_json(history)}
         )
@@ -151,7 +154,7 @@ def _write(client: redis.Redis, namespace: str, batch: list[DeviceAttributes]) -
     """Cache-only write of current attributes (tests and benchmarks that need no record)."""
     pipe = client.pipeline(transaction=True)
     for attrs in batch:
-        mapping = {f.name: getattr(attrs, f.name) for f in fields(DeviceAttributes)}
+        mapping: dict[FieldT, EncodableT] = {f.name: getattr(attrs, f.name) for f in fields(DeviceAttributes)}
         pipe.hset(device_key(namespace, attrs.device_id), mapping=mapping)
     pipe.sadd(f"{namespace}:devices", *(a.device_id for a in batch))
     pipe.execute()
@@ -200,7 +203,7 @@ def read_histories(client: redis.Redis, namespace: str, device_ids: Iterable[str
 
 
 def read_all_devices(client: redis.Redis, namespace: str) -> list[DeviceAttributes]:
-    ids = sorted(m.decode() for m in client.smembers(f"{namespace}:devices"))
+    ids = sorted(m.decode() if isinstance(m, bytes) else m for m in client.smembers(f"{namespace}:devices"))
     out: list[DeviceAttributes] = []
     for start in range(0, len(ids), 1000):
         chunk = ids[start : start + 1000]

@@ -23,9 +23,11 @@ from fastavro import schemaless_reader, schemaless_writer
 
 from gates.events import ATTRIBUTE_NAMES, DeviceAttributes
 from streams.codecs.catalogue import default_catalogue
+from streams.codecs.encoder import OutputHeaders
 from streams.codecs.framing import Framing, frame_single_object
 from streams.codecs.headers import H_FORMAT, H_SCHEMA, H_SCHEMA_VERSION
 from streams.config import Settings
+from streams.kafka_message import offset_of, partition_of
 
 __all__ = [
     "MAX_VERSIONS",
@@ -93,9 +95,7 @@ def _version(device_id: str, d: Mapping[str, Any]) -> AttributeVersion:
     )
 
 
-def encode_record(
-    device_id: str, history: History, updated_at_ms: int
-) -> tuple[bytes, list[tuple[str, bytes]]]:
+def encode_record(device_id: str, history: History, updated_at_ms: int) -> tuple[bytes, OutputHeaders]:
     """(value in Avro single-object encoding, headers) of one device's inventory record."""
     entry = default_catalogue().get(_SUBJECT, 1)
     buf = BytesIO()
@@ -105,7 +105,7 @@ def encode_record(
         "versions": [_version_datum(v) for v in history],
     }
     schemaless_writer(buf, entry.parsed, datum)
-    headers = [
+    headers: OutputHeaders = [
         (H_SCHEMA, entry.full_name.encode()),
         (H_SCHEMA_VERSION, b"1"),
         (H_FORMAT, Framing.SINGLE_OBJECT.value.encode()),
@@ -222,7 +222,7 @@ class InventoryTopic:
             for m in msgs:
                 if m.error() is not None:
                     raise KafkaException(m.error())
-                p, off = m.partition(), m.offset()
+                p, off = partition_of(m), offset_of(m)
                 self._positions[p] = off + 1
                 value = m.value()
                 if value is None:  # a tombstone: the device left the inventory

@@ -33,6 +33,7 @@ from streams.alerts.store import AlertStore
 from streams.alerts.targets import AlertmanagerTarget, Target, WebhookTarget
 from streams.codecs import OUTPUT, DeadLetter, Decoder, Encoder, Framing, RegistryResolver, default_catalogue
 from streams.config import Settings
+from streams.kafka_message import offset_of, topic_partition
 from streams.security.verify import verify_decision
 
 __all__ = ["REJECTED_REASON", "AlertForwarder", "AlertOptions", "wall_clock_ms"]
@@ -281,10 +282,10 @@ class AlertForwarder:
                 raise _Stopped
             # Only partitions assigned by a rebalance during the wait can yield records here.
             for m in self.consumer.consume(num_messages=100, timeout=min(left, 0.5)):
-                tp = (m.topic(), m.partition())
+                tp = topic_partition(m)
                 if m.error() is None and tp not in rewound:
                     rewound.add(tp)
-                    part = TopicPartition(m.topic(), m.partition(), m.offset())
+                    part = TopicPartition(*tp, offset_of(m))
                     self.consumer.seek(part)
                     self.consumer.pause([part])
 
@@ -315,8 +316,8 @@ class AlertForwarder:
     def _commit(self, msgs: Sequence[Message]) -> None:
         last: dict[tuple[str, int], int] = {}
         for m in msgs:
-            key = (m.topic(), m.partition())
-            last[key] = max(last.get(key, -1), m.offset())
+            key = topic_partition(m)
+            last[key] = max(last.get(key, -1), offset_of(m))
         offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
@@ -369,6 +370,11 @@ def _brief(a: Alert) -> dict[str, Any]:
     }
 
 
+def _header_pairs(msg: Message) -> list[tuple[str, str | bytes | None]]:
+    h = msg.headers()
+    return list(h.items()) if isinstance(h, dict) else list(h or ())
+
+
 def _dead_letter(msg: Message, detail: str) -> DeadLetter:
     return DeadLetter(
         topic=msg.topic() or "",
@@ -379,6 +385,6 @@ def _dead_letter(msg: Message, detail: str) -> DeadLetter:
         reason=REJECTED_REASON,
         detail=detail[:2000],
         key=msg.key(),
-        headers=tuple(msg.headers() or ()),
+        headers=tuple((k, v.encode() if isinstance(v, str) else v) for k, v in _header_pairs(msg)),
         detected_format="decision",
     )

@@ -30,8 +30,8 @@ class AlertStore:
         return cls(redis.Redis.from_url(url), namespace, group)
 
     def load(self) -> AlertBook:
-        raw_open: dict[Any, Any] = self.client.hgetall(self.k_open)  # type: ignore[assignment]
-        raw_done: dict[Any, Any] = self.client.hgetall(self.k_resolved)  # type: ignore[assignment]
+        raw_open: dict[Any, Any] = self.client.hgetall(self.k_open)
+        raw_done: dict[Any, Any] = self.client.hgetall(self.k_resolved)
         return AlertBook(
             {k.decode(): Alert.from_json(v) for k, v in raw_open.items()},
             {k.decode(): int(v) for k, v in raw_done.items()},

@@ -49,7 +49,8 @@ from streams.codecs.resolver import LocalResolver, SchemaResolver
 
 __all__ = ["Encoder", "OutputHeaders"]
 
-OutputHeaders = list[tuple[str, bytes]]
+# as confluent-kafka's Producer.produce takes them (a list is invariant: a narrower value type is refused)
+OutputHeaders = list[tuple[str, str | bytes | None]]
 # records whose older schema versions may still be written on request (golden vectors, the
 # simulator's device generations, decisions for v1-only consumers)
 _VERSIONED = (TELEMETRY_NAME, ACK_NAME, DECISION_NAME)

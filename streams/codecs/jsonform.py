@@ -45,7 +45,7 @@ def _reject_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-_SCAN = _DECODER.scan_once
+_SCAN = _DECODER.scan_once  # type: ignore[attr-defined]  # CPython's scanner, not in the stubs
 
 
 def loads_plain_object(value: bytes) -> dict[str, Any] | None:
@@ -61,7 +61,7 @@ def loads_plain_object(value: bytes) -> dict[str, Any] | None:
         return None
     if end != len(text) or obj.__class__ is not dict:
         return None
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 def loads_object(value: bytes) -> dict[str, Any]:

@@ -84,7 +84,10 @@ _DEVICE_MAPPERS: dict[str, Mapper] = {
 }
 
 _SELF_DEFAULTS = {TELEMETRY_NAME: mapping.TELEMETRY_SELF_DEFAULTS, ACK_NAME: mapping.ACK_SELF_DEFAULTS}
-_BUILDERS = {TELEMETRY_NAME: mapping.telemetry_from_fields, ACK_NAME: mapping.ack_from_fields}
+_BUILDERS: dict[str, Callable[..., Any]] = {
+    TELEMETRY_NAME: mapping.telemetry_from_fields,
+    ACK_NAME: mapping.ack_from_fields,
+}
 _JSON_BUILDERS = {LEGACY_TELEMETRY_NAME: mapping.telemetry_from_legacy_obj}
 
 TELEMETRY = StreamKind(

@@ -95,7 +95,7 @@ def native_module() -> ModuleType | None:
         return None
     if _module is False:
         try:
-            import fleetgate_native  # type: ignore[import-not-found]
+            import fleetgate_native
 
             _module = fleetgate_native
         except ImportError:

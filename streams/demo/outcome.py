@@ -125,7 +125,8 @@ def expectation(truth: Mapping[str, Any], stages: Mapping[str, int]) -> Expectat
 
 
 def load_truth(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    truth: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return truth
 
 
 def check_outcome(
@@ -240,9 +241,9 @@ def check_outcome(
             p.append(f"held (downgrade refused) {len(held)} devices, truth says {len(want_held)}")
         if not exp.refusers and held:
             p.append(f"{len(held)} devices held as downgrade_refused, the truth names no refusers")
-        for d, v in out.rollback.items():
-            if v == "done" and versions.get(d, {}).get(rep) == spec.target_version:
-                p.append(f"{d}: rollback done but it reports the target version")
+        for dev, v in out.rollback.items():
+            if v == "done" and versions.get(dev, {}).get(rep) == spec.target_version:
+                p.append(f"{dev}: rollback done but it reports the target version")
                 break
     elif rolled:
         p.append(f"{len(rolled)} rollback commands after a PAUSE")

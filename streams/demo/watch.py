@@ -115,8 +115,8 @@ def _stage_table(store: ExecutorStore, rollout_id: str, decisions: list[Decision
         rb = ", ".join(
             f"{k.removeprefix('rollback_')} {v}" for k, v in row.items() if k.startswith("rollback_")
         )
-        d = last.get(s)
-        gate = Text(d.action.value, style=_STYLE.get(d.action.value, "")) if d else Text("-")
+        latest = last.get(s)
+        gate = Text(latest.action.value, style=_STYLE.get(latest.action.value, "")) if latest else Text("-")
         marker = "▶ " if s == st.current_stage and st.state not in _TERMINAL else ""
         t.add_row(
             str(s),

@@ -36,6 +36,7 @@ from streams.executor.plans import PlanSpec
 from streams.executor.slice_stops import has_rollbacks, slice_devices, stops_from_json, stops_to_json
 from streams.inventory import cache_histories, read_all_devices
 from streams.inventory_topic import History, InventoryTopic
+from streams.kafka_message import offset_of, partition_of
 from streams.security.verify import verify_decision
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ _FEED_CHUNK = 2000  # as the executor consumes them (a batch applies telemetry, 
 
 def status_header(st: RolloutStatus) -> tuple[str, bytes]:
     """The header that makes a published plan a full copy of the executor's status."""
-    body = {
+    body: dict[str, Any] = {
         "spec": st.spec.to_dict(),
         "state": st.state.value,
         "current_stage": st.current_stage,
@@ -140,7 +141,7 @@ def _read(c: Consumer, topic: str, starts: dict[int, int], ends: dict[int, int])
         for m in c.consume(num_messages=5000, timeout=0.05):  # returns at the timeout: keep it short
             if m.error() is not None:
                 raise KafkaException(m.error())
-            p, off = m.partition(), m.offset()
+            p, off = partition_of(m), offset_of(m)
             end = todo.get(p)
             if end is None or off >= end:
                 continue
@@ -187,7 +188,7 @@ def _lost_statuses(ex: Executor, c: Consumer) -> dict[str, RolloutStatus]:
     latest: dict[str, RolloutStatus] = {}
     for m in _read(c, t, {}, _highs(c, t)):
         raw = dict(m.headers() or ()).get(STATUS_HEADER)
-        if raw is None or m.value() is None:
+        if not isinstance(raw, bytes) or m.value() is None:
             continue  # a plan published by another tool, or a tombstone
         latest[_status_from_header(raw).spec.rollout_id] = _status_from_header(raw)
     return {rid: st for rid, st in latest.items() if ex.store.load_status(rid) is None}

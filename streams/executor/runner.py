@@ -17,6 +17,7 @@ command whose confirmation was lost is re-sent with the same id and recognisable
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from enum import StrEnum
 from typing import Any
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from gates.cohorts import RolloutInfo, attribute_tuple
 from gates.events import (
@@ -410,8 +412,8 @@ class Executor:
             tx.hset(self.store.keys.queued(rid), mapping=queued)
         if only is None and all(s.startswith(_SETTLED) for s in states.values()):
             st = replace(st, state=RolloutState.ROLLED_BACK)
-        for dev, s in states.items():
-            if s == "pending":
+        for dev, how in states.items():
+            if how == "pending":
                 self.pending_rollback.setdefault(dev, set()).add(rid)
         for dev, cid in queued.items():
             self.queued.setdefault(dev, {})[rid] = cid
@@ -448,7 +450,7 @@ class Executor:
                 try:
                     self.producer.produce(
                         self.t_commands, value=value, key=c.device_id.encode(), headers=headers,
-                        on_delivery=lambda err, msg, cid=c.command_id: on_delivery(err, msg, cid),
+                        on_delivery=functools.partial(on_delivery, cid=c.command_id),
                     )  # fmt: skip
                     break
                 except BufferError:
@@ -500,7 +502,7 @@ class Executor:
             fw, cfg = t.firmware_version, t.config_version or ""
             prev = self._seen_written.get(dev)
             if prev is None or prev[1:] != (fw, cfg) or t.ingest_time_ms - prev[0] >= _SEEN_WRITE_MS:
-                mapping: dict[str, Any] = {"fw_reported": fw, "seen_ms": t.ingest_time_ms}
+                mapping: dict[FieldT, EncodableT] = {"fw_reported": fw, "seen_ms": t.ingest_time_ms}
                 if cfg:
                     mapping["cfg_reported"] = cfg
                 pipe.hset(keys.versions(dev), mapping=mapping)
@@ -546,7 +548,7 @@ class Executor:
             cmd = self.store.command(a.rollout_id, a.command_id)
             if cmd is None:
                 continue
-            mapping: dict[str, Any] = {
+            mapping: dict[FieldT, EncodableT] = {
                 "ack_status": a.status.value,
                 "ack_version": cmd.target_version,
                 "ack_kind": cmd.kind.value,

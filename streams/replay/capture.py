@@ -26,7 +26,7 @@ Raw = tuple[Any, ...]  # (value, headers, timestamp_ms, topic, partition, offset
 def as_tuple(m: Any) -> Raw:
     """A confluent-kafka Message (or a tuple already) as the raw tuple."""
     if m.__class__ is tuple:
-        return m  # type: ignore[no-any-return]
+        return m
     return (m.value(), m.headers() or (), m.timestamp()[1], m.topic(), m.partition(), m.offset(), m.key())
 
 

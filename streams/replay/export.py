@@ -171,7 +171,7 @@ def _chunk(kind: str, topic: str, partition: int, rows: list[Raw]) -> dict[str, 
 
 
 def _chunks(capture: Capture, inventory: dict[str, DeviceAttributes]) -> Iterator[dict[str, Any]]:
-    groups: list[list[Any]] = [capture.plans, capture.control]
+    groups: list[Sequence[Any]] = [capture.plans, capture.control]
     groups += [msgs for _, msgs in sorted(capture.inputs.items())]
     for msgs in groups:
         run: list[Raw] = []
@@ -193,7 +193,7 @@ def _chunks(capture: Capture, inventory: dict[str, DeviceAttributes]) -> Iterato
 
 
 def _rows_v1(capture: Capture, inventory: dict[str, DeviceAttributes]) -> Iterator[dict[str, Any]]:
-    groups: list[list[Any]] = [capture.plans, capture.control]
+    groups: list[Sequence[Any]] = [capture.plans, capture.control]
     groups += [msgs for _, msgs in sorted(capture.inputs.items())]
     for msgs in groups:
         for m in msgs:
@@ -346,9 +346,9 @@ def _read_chunks(reader: Any, cap: Capture, trange: TimeRange | None) -> None:
         if c["kind"] == "INVENTORY":
             keys = _split(_unpack("i", c["key_lengths"]), c["keys"])
             values = _split(_unpack("i", c["value_lengths"]), c["values"])
-            for k, v in zip(keys, values, strict=True):
-                assert k is not None and v is not None
-                inv[k.decode()] = attributes_from_dict(json.loads(v))
+            for dk, v in zip(keys, values, strict=True):
+                assert dk is not None and v is not None
+                inv[dk.decode()] = attributes_from_dict(json.loads(v))
         elif topic == plans_t:
             cap.plans.extend(r for r in _chunk_rows(c) if r[2] < hi)
         elif topic == control_t:
@@ -396,4 +396,4 @@ def _read_v1(reader: Any, cap: Capture, trange: TimeRange | None) -> None:
             lst = inputs.get(k)
             if lst is None:
                 lst = inputs[k] = []
-            lst.append(raw)
+            lst.append(raw)  # type: ignore[attr-defined]  # the lists this loop made

@@ -9,6 +9,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from streams.config import Settings
+from streams.kafka_message import offset_of, topic_partition
 from streams.replay.capture import INPUT_TOPICS, Capture
 from streams.replay.errors import ReplayError
 from streams.replay.timerange import TimeRange
@@ -104,7 +105,7 @@ def consume_ranges(
             done: list[tuple[str, int]] = []
             for m in msgs:
                 err = m.error()
-                key = (m.topic(), m.partition())
+                key = topic_partition(m)
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
                         if key in pending:
@@ -114,7 +115,7 @@ def consume_ranges(
                 end = pending.get(key)
                 if end is None:
                     continue
-                off = m.offset()
+                off = offset_of(m)
                 if off < end:
                     out[key].append(m)
                     nxt[key] = off + 1

@@ -20,6 +20,7 @@ from typing import Any
 
 from gates.events import Ack, AckStatus, CommandKind, DeviceCommand, SourceFormat, TargetKind
 from streams.codecs import Encoder, Framing
+from streams.codecs.encoder import OutputHeaders
 from streams.simulator.fleet import MODELS, Fleet, device_id, device_index
 from streams.simulator.profiles import ProfileSet
 from streams.simulator.scenarios import EffectKind, Scenario
@@ -28,7 +29,7 @@ from streams.simulator.wire import FMT_AVRO_V2, TelemetryWire
 __all__ = ["ACKS", "TELEMETRY", "Sink", "SimStats", "Simulator"]
 
 TELEMETRY, ACKS = 0, 1
-Sink = Callable[[int, bytes, bytes, list[tuple[str, bytes]], int], None]
+Sink = Callable[[int, bytes, bytes, OutputHeaders, int], None]
 
 # per model: temperature (tenths of C), cpu (tenths of %), memory_free_kb, battery powered
 _MODEL_BASE = {
@@ -136,12 +137,12 @@ class Simulator:
             e.kind: fleet.mask(e.selector, e.fraction) for e in scenario.effects
         }
         # device clocks: payload time = true time + offset (the record timestamp stays true time)
-        self.clock: array | None = None
+        self.clock: array[int] | None = None
         skew = scenario.effect(EffectKind.CLOCK_OFFSET)
         if skew is not None:
-            m = self.masks[EffectKind.CLOCK_OFFSET]
-            self.clock = array("q", (skew.offset_ms if m[i] else 0 for i in range(n)))
-            skewed = {i: start_ms for i in range(n) if m[i]}
+            mask = self.masks[EffectKind.CLOCK_OFFSET]
+            self.clock = array("q", (skew.offset_ms if mask[i] else 0 for i in range(n)))
+            skewed = {i: start_ms for i in range(n) if mask[i]}
             if skewed:
                 self.stats.effect_first_ms[EffectKind.CLOCK_OFFSET.value] = start_ms
                 self.stats.effect_devices[EffectKind.CLOCK_OFFSET.value] = skewed
@@ -154,7 +155,7 @@ class Simulator:
         self.heap: list[tuple[int, int, int, int, Any]] = []
         self.seq = 0
         # timing wheel: slot -> device indices reporting then
-        self.wheel: dict[int, array] = {}
+        self.wheel: dict[int, array[int]] = {}
         self.slot = start_ms // tick_ms
         self.start_ms = self.slot * tick_ms
         for i in range(n):
@@ -400,7 +401,7 @@ class Simulator:
                 self._deliver(i, cmd, t)
         return True
 
-    def _reports(self, bucket: array, t: int) -> None:
+    def _reports(self, bucket: array[int], t: int) -> None:
         fleet, profiles, wheel, tick = self.fleet, self.profiles, self.wheel, self.tick
         model_col, gen_col, prof_col = fleet.model, fleet.generation, fleet.profile
         fw_col, cfg_col, fw_names, cfg_names = self.fw, self.cfg, self.fw_versions, self.cfg_versions

@@ -94,7 +94,7 @@ class Fleet:
     customer: bytearray
     criticality: bytearray
     profile: bytearray
-    site: array  # site number within the region
+    site: array[int]  # site number within the region
     lot: bytearray  # uniform 0..255 per device: picks deterministic fractions
 
     _COLUMNS = {

@@ -24,6 +24,7 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaException, Producer, Topi
 
 from gates.events import DeviceCommand
 from streams.codecs import Decoder, Framing
+from streams.codecs.encoder import OutputHeaders
 from streams.config import Settings
 from streams.logs import log_event
 from streams.simulator.engine import TELEMETRY, SimStats, Simulator, Sink
@@ -108,9 +109,7 @@ class KafkaSink:
             if self.failed <= 5:
                 log_event(log, "produce failed", logging.WARNING, error=str(err), topic=msg.topic())
 
-    def __call__(
-        self, stream: int, key: bytes, value: bytes, headers: list[tuple[str, bytes]], ts: int
-    ) -> None:
+    def __call__(self, stream: int, key: bytes, value: bytes, headers: OutputHeaders, ts: int) -> None:
         topic = self.topics[0] if stream == TELEMETRY else self.topics[1]
         while True:
             try:
@@ -207,7 +206,7 @@ def run_simulator(
     kafka_sink = KafkaSink(settings) if sink is None else None
     out: Sink = sink if sink is not None else kafka_sink  # type: ignore[assignment]
     sim = build_simulator(config, out, start_ms, fleet)
-    extra = {
+    extra: dict[str, Any] = {
         "mode": "fast" if config.fast else "live",
         "start_ms": start_ms,
         "profile_set": config.profile_set,
@@ -316,7 +315,8 @@ class SimulatorHandle:
 
 def start_simulator(settings: Settings, config: SimulatorConfig) -> SimulatorHandle:
     """Start :func:`run_simulator` in a daemon thread; ``handle.stop()`` ends it cleanly."""
-    stop, ready, result = threading.Event(), threading.Event(), {}
+    stop, ready = threading.Event(), threading.Event()
+    result: dict[str, Any] = {}
 
     def target() -> None:
         try:

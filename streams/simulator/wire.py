@@ -18,6 +18,7 @@ from typing import Any
 
 from gates.events import SourceFormat, Telemetry
 from streams.codecs import Encoder, Framing
+from streams.codecs.encoder import OutputHeaders
 from streams.codecs.kinds import TELEMETRY_NAME
 
 __all__ = ["FMT_AVRO_V1", "FMT_AVRO_V2", "FMT_JSON", "TelemetryWire", "avro_long"]
@@ -67,7 +68,7 @@ class TelemetryWire:
         self.framing = framing
         cat = self.encoder.catalogue
         self.prefix: dict[int, bytes] = {}
-        self.headers: dict[int, list[tuple[str, bytes]]] = {FMT_JSON: []}
+        self.headers: dict[int, OutputHeaders] = {FMT_JSON: []}
         for fmt, version in ((FMT_AVRO_V1, 1), (FMT_AVRO_V2, 2)):
             entry = cat.get(TELEMETRY_NAME, version)
             if framing is Framing.SINGLE_OBJECT:
@@ -172,7 +173,7 @@ class TelemetryWire:
             f'"err":{err},"rc":{rc},"boot":{boot_s}}}'
         ).encode()
 
-    def reference(self, fmt: int, *values: Any) -> tuple[bytes, list[tuple[str, bytes]]]:
+    def reference(self, fmt: int, *values: Any) -> tuple[bytes, OutputHeaders]:
         """The same report through the codecs' Encoder (slow; used by tests and the bench)."""
         record = to_telemetry(fmt, *values)
         if fmt == FMT_JSON:

@@ -24,6 +24,7 @@ import redis
 from confluent_kafka import KafkaException, Producer
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from redis.typing import EncodableT, FieldT
 
 from gates.events import CohortHealth, Decision
 from gates.policy import GatePolicy
@@ -61,8 +62,8 @@ def _read_committed() -> None:
         consumer._isolation_level = "read_committed"
         return consumer
 
-    thread_cls._create_worker_consumer = create
-    thread_cls._fleetgate_read_committed = True
+    thread_cls._create_worker_consumer = create  # type: ignore[method-assign]  # a patch of aiokafka's
+    thread_cls._fleetgate_read_committed = True  # type: ignore[attr-defined]  # our marker
 
 
 def _no_acks_for_skipped() -> None:
@@ -88,11 +89,11 @@ def _no_acks_for_skipped() -> None:
             return False
         return bool(original(self, message))
 
-    cls.ack = ack
-    cls._fleetgate_no_skipped_acks = True
+    cls.ack = ack  # type: ignore[method-assign]  # a patch of Faust's consumer
+    cls._fleetgate_no_skipped_acks = True  # type: ignore[attr-defined]  # our marker
 
 
-class DurableTable(faust.Table):  # type: ignore[misc]
+class DurableTable(faust.Table):  # type: ignore[type-arg]
     """A Faust table whose changelog records are acknowledged before input offsets commit.
 
     `table[key] = value` only queues the changelog record in Faust's producer buffer, and
@@ -254,18 +255,18 @@ class DeciderStage:
             last = self._last_status.get(gate.rollout_id, ([], []))
             self._last_status[gate.rollout_id] = (decisions or last[0], health or last[1])
             decisions, health = self._last_status[gate.rollout_id]
-        mapping: dict[str, str] = {
+        mapping: dict[FieldT, EncodableT] = {
             "watermark_ms": str(gate.watermark_ms),
             "updated_at_ms": str(int(self.clock() * 1000)),
         }
         if decisions:
-            last = decisions[-1]
+            newest = decisions[-1]
             mapping |= {
-                "action": last.action.value,
-                "stage": str(last.stage),
-                "slice": json.dumps(last.slice),  # null: the stage; else the slice the stop is scoped to
-                "decision_id": last.decision_id,
-                "reasons": json.dumps([_reason_json(r) for r in last.reasons]),
+                "action": newest.action.value,
+                "stage": str(newest.stage),
+                "slice": json.dumps(newest.slice),  # null: the stage; else the slice the stop is scoped to
+                "decision_id": newest.decision_id,
+                "reasons": json.dumps([_reason_json(r) for r in newest.reasons]),
             }
         if health:
             mapping["health"] = json.dumps([_health_json(h) for h in health])
@@ -381,8 +382,8 @@ def build_app(
                     log_event(log, "partials not read again yet", logging.WARNING, error=str(exc))
                     await asyncio.sleep(1.0)
             for k, v, o in missed:
-                if k == key:
-                    await fold(key, v, tp, o, reread=True)
+                if k == key:  # an envelope without a value is refused as undecodable, like any other
+                    await fold(key, v or b"", tp, o, reread=True)
             await fold(key, value, tp, offset, reread=True)
             return
         if applied.publish:

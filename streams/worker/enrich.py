@@ -72,4 +72,4 @@ def _event_time(ev: Any) -> int:
     t = getattr(ev, "event_time_ms", None)
     if t is None:
         t = getattr(ev, "issued_at_ms", 0)  # a device command
-    return int(t)
+    return int(t or 0)

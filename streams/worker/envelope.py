@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, cast
 
 from fastavro import schemaless_reader, schemaless_writer
 
 from streams.codecs import H_ROLLOUT_ID, H_SCHEMA, H_SCHEMA_VERSION, default_catalogue, frame_single_object
+from streams.codecs.catalogue import SchemaEntry
 
 __all__ = ["ENVELOPE_NAME", "Envelope", "EnvelopeKind", "decode_envelope", "encode_envelope"]
 
@@ -32,7 +34,7 @@ class Envelope:
     idle: bool = False
 
 
-def _entry():  # type: ignore[no-untyped-def]
+def _entry() -> SchemaEntry:
     return default_catalogue().get(ENVELOPE_NAME)
 
 
@@ -65,7 +67,7 @@ def decode_envelope(value: bytes) -> Envelope:
     entry = _entry()
     if len(value) < 10 or value[:2] != b"\xc3\x01" or value[2:10] != entry.fingerprint:
         raise ValueError("not a partial envelope (single-object framing with its fingerprint expected)")
-    d = schemaless_reader(io.BytesIO(value[10:]), entry.parsed, None)
+    d = cast(dict[str, Any], schemaless_reader(io.BytesIO(value[10:]), entry.parsed, None))
     return Envelope(
         EnvelopeKind(d["kind"]),
         d["rollout_id"],

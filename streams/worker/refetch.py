@@ -13,15 +13,16 @@ import time
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from streams.config import Settings
+from streams.kafka_message import offset_of
 
 __all__ = ["read_range"]
 
 
 def read_range(
     settings: Settings, topic: str, partition: int, start: int, end: int, *, timeout_s: float = 30.0
-) -> list[tuple[bytes | None, bytes, int]]:
+) -> list[tuple[bytes | None, bytes | None, int]]:
     """(key, value, offset) of the committed records at offsets [start, end) of one partition."""
-    out: list[tuple[bytes | None, bytes, int]] = []
+    out: list[tuple[bytes | None, bytes | None, int]] = []
     if start >= end:
         return out
     consumer = Consumer(
@@ -44,9 +45,10 @@ def read_range(
                     if err.code() == KafkaError._PARTITION_EOF:
                         return out
                     raise KafkaException(err)
-                if m.offset() >= end:
+                offset = offset_of(m)
+                if offset >= end:
                     return out
-                out.append((m.key(), m.value(), m.offset()))
+                out.append((m.key(), m.value(), offset))
         raise TimeoutError(f"could not read {topic}[{partition}] offsets {start}..{end} within {timeout_s} s")
     finally:
         consumer.close()

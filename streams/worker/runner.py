@@ -51,7 +51,8 @@ def load_worker_policy(settings: Settings, window_ms: int | None = None) -> Gate
 class _IngestThread(threading.Thread):
     def __init__(self, loop: IngestLoop, stop: threading.Event) -> None:
         super().__init__(name="fleetgate-ingest", daemon=True)
-        self.loop, self.stop, self.error = loop, stop, None  # type: ignore[var-annotated]
+        self.loop, self.stop = loop, stop
+        self.error: BaseException | None = None
 
     def run(self) -> None:
         try:

@@ -19,6 +19,7 @@ from gates.errors import SnapshotError
 from gates.partition import PartitionEngine
 from gates.policy import GatePolicy
 from streams.config import Settings
+from streams.kafka_message import partition_of
 from streams.logs import log_event
 
 __all__ = ["OFFSETS_HEADER", "SnapshotRestorer", "offsets_header"]
@@ -30,9 +31,11 @@ log = logging.getLogger("fleetgate.ingest")
 OFFSETS_HEADER = "fleetgate-offsets"  # on a snapshot: {input topic: next offset} it has folded
 
 
-def offsets_header(headers: list[tuple[str, bytes]] | None) -> dict[str, int] | None:
-    for key, value in headers or ():
-        if key == OFFSETS_HEADER:
+def offsets_header(
+    headers: list[tuple[str, str | bytes | None]] | dict[str, str | bytes | None] | None,
+) -> dict[str, int] | None:
+    for key, value in headers.items() if isinstance(headers, dict) else headers or ():
+        if key == OFFSETS_HEADER and value is not None:
             return {str(t): int(o) for t, o in json.loads(value).items()}
     return None
 
@@ -141,10 +144,11 @@ class SnapshotRestorer:
                     elif time.monotonic() - answered > _SILENCE_S:
                         raise RuntimeError(f"state topic {self.state_topic} did not answer while restoring")
                     for m in msgs:
-                        if m.error() is not None and m.error().code() == KafkaError._PARTITION_EOF:
-                            open_.discard(m.partition())
-                        elif m.error() is None and m.value():
-                            latest[m.partition()] = (m.value(), offsets_header(m.headers()))
+                        err, value, p = m.error(), m.value(), partition_of(m)
+                        if err is not None and err.code() == KafkaError._PARTITION_EOF:
+                            open_.discard(p)
+                        elif err is None and value:
+                            latest[p] = (value, offsets_header(m.headers()))
                 start = {
                     p: max(bounds[p][0], off - 1024)
                     for p, off in start.items()
