@@ -267,7 +267,7 @@ class Decision:
     reasons: tuple[Reason, ...] = ()
     operator: str | None = None
     note: str | None = None
-    signature: bytes | None = None  # issue 8: as read from the control topic (docs/security.md)
+    signature: bytes | None = None  # as read from the control topic (docs/security.md)
     key_id: str | None = None
     # the culprit slice (inventory attribute -> value) a PAUSE/ROLLBACK is scoped to; None: the stage
     slice: Mapping[str, str] | None = None

@@ -28,7 +28,7 @@ MAX_RULES = 64
 MAX_STRING = 128
 MAX_PROFILES = 32
 MAX_YAML_BYTES = 256 * 1024
-MAX_DURATION_MS = 366 * 86_400_000  # issue 8: no duration in a policy exceeds a year
+MAX_DURATION_MS = 366 * 86_400_000  # no duration in a policy exceeds a year (hostile input is bounded)
 # inventory attributes a stage's rules are also evaluated per value of (and per pair of)
 SLICE_DIMENSIONS = ("model", "region", "connectivity_profile", "firmware_generation")
 # the attributes aggregates are keyed by (gates.aggregates.CohortKey.slice): the ones a slice may use
@@ -437,9 +437,9 @@ def load_policy(text: str | bytes) -> GatePolicy:
         data = yaml.safe_load(text)  # safe_load only: no tags that build Python objects
     except yaml.YAMLError as exc:
         raise PolicyError("", f"invalid YAML: {exc}") from None
-    except RecursionError:  # issue 8: nesting too deep for the YAML composer
+    except RecursionError:  # nesting too deep for the YAML composer
         raise PolicyError("", "invalid YAML: nested too deeply") from None
-    except ValueError as exc:  # issue 8: e.g. an integer longer than Python converts (4300 digits)
+    except ValueError as exc:  # e.g. an integer longer than Python converts (4300 digits)
         raise PolicyError("", f"invalid YAML: {str(exc)[:120]}") from None
     return parse_policy(data)
 

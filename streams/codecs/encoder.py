@@ -83,7 +83,7 @@ class Encoder:
         ``version`` picks the schema version (default: latest; decision.v1 for a decision without
         a slice); ``topic`` feeds a
         registry's subject strategy; ``signature``/``key_id`` fill the reserved
-        decision fields (issue 8).
+        decision fields (docs/security.md).
         """
         framing = Framing(framing)
         name, datum, extra = self._datum(record, framing, version, signature, key_id)

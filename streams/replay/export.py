@@ -5,7 +5,7 @@ bytes), so a file replay decodes exactly the bytes the broker held.  The invento
 the devices seen rides along (key: device id, value: the attributes as JSON).  Range and topic
 prefix are in the container's metadata.
 
-Format 2 (written since issue #7) stores the records *by column*: one container record
+Format 2 (the one written) stores the records *by column*: one container record
 (``ExportChunk``) per run of up to 20,000 Kafka records of one topic partition, with the offsets,
 timestamps and key/value lengths as packed little-endian integers, the keys and values
 concatenated, and each distinct header set once.  Reading a chunk is a handful of byte copies

@@ -16,7 +16,7 @@ __all__ = ["decision_json", "write_timeline"]
 def decision_json(d: Decision, origin: str) -> dict[str, Any]:
     out = asdict(d)
     out["reasons"] = [asdict(r) for r in d.reasons]
-    out["signature"] = d.signature.hex() if d.signature else None  # issue 8: bytes are not JSON
+    out["signature"] = d.signature.hex() if d.signature else None  # bytes are not JSON
     out["window_end"] = format_ms(d.window_end_ms)
     out["origin"] = origin  # "replay" | "live"
     return out

@@ -64,7 +64,7 @@ class PartitionMerger:
         `high(topic)` is the broker's end offset for the topic's partition (-1 when unknown).
         An unknown end counts as unread records: right after an assignment the consumer has
         no fetch response yet for some topics, and releasing the others then would fold, say,
-        acks before the commands and telemetry that precede them (issue 5).
+        acks before the commands and telemetry that precede them.
         """
         out: list[Any] = []
         lanes = [(rank, t, self.lanes[t]) for rank, t in enumerate(self.topics)]

@@ -66,7 +66,7 @@ class SnapshotRestorer:
         and the commit markers reach the state partition asynchronously, while the offset fetch
         (KIP-447, read_committed) already returns the new offsets.  A new owner reading the state
         topic right after a rebalance could therefore see the previous snapshot (or none) next
-        to the newer offsets, and would skip the events in between (issue 5).  So we read until
+        to the newer offsets, and would skip the events in between.  So we read until
         the snapshot is at least as far as the committed offsets.
         """
         deadline = time.monotonic() + timeout_s
