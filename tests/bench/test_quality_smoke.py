@@ -115,3 +115,34 @@ def test_windows_after_visible() -> None:
     assert windows_after(10 * W + 1, 13 * W, W) == 3
     assert windows_after(10 * W, 9 * W, W) == 0  # stopped before the fault showed
     assert windows_after(10 * W, 11 * W + 1, W) == 2  # an abort just after the window's end
+
+
+def test_a_healthy_stage_stopped_after_its_proceed_is_a_false_stop() -> None:
+    from gates.policy import DEFAULT_POLICY
+    from streams.simulator.judges import StageResult
+
+    def stage(seed: int, stop: int | None, late: int | None) -> StageResult:
+        return StageResult(
+            "healthy", seed, 0, 100, 0, 0, None, None, "PROCEED", 2 * W, stop, "r:m" if stop or late else None,
+            late, 2 * W, None, 0, 100,
+        )  # fmt: skip
+
+    got = _bench().summarize([stage(1, None, 9 * W), stage(2, None, None)], DEFAULT_POLICY, {"healthy"})
+    assert got["healthy"]["false_stops"] == 1 and got["healthy"]["false_stop_rollouts"] == 1
+    assert got["healthy"]["false_stop_rules"] == ["r:m"]
+
+
+def test_latency_mix_prints_each_group() -> None:
+    spec = importlib.util.spec_from_file_location("bench_latency_mix", ROOT / "bench" / "latency_mix.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert mod.main(["--devices", "300", "--seed", "1", "--stage", "0"]) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("format-switch seed 1: gw-200 devices")
+    assert any(line.startswith("stage ") for line in lines[2:]), lines
