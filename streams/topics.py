@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -86,31 +87,49 @@ def topic_names(settings: Settings) -> list[str]:
     return [settings.topic(t.name) for t in TOPICS]
 
 
+# Errors of one admin request that a later request can get past.  _DESTROY_BROKER: since
+# librdkafka 2.10 a broker missing from one metadata response (one still registering in a new
+# cluster, or restarting) is decommissioned and its in-flight requests fail with it.
+_TRANSIENT = frozenset({"_DESTROY_BROKER", "_TRANSPORT", "_TIMED_OUT", "_ALL_BROKERS_DOWN", "NOT_CONTROLLER"})
+
+
 def create_topics(
     settings: Settings, specs: Iterable[TopicSpec] = TOPICS, timeout_s: float = 30.0
 ) -> dict[str, str]:
-    """Create missing topics; existing ones are left alone. Returns name -> 'created'|'exists'."""
+    """Create missing topics; existing ones are left alone. Returns name -> 'created'|'exists'.
+
+    Transient admin errors are retried until `timeout_s` has passed: creating is idempotent
+    (a topic a failed attempt did create comes back as TOPIC_ALREADY_EXISTS)."""
     admin = AdminClient(settings.kafka_client_config())
     wanted = {settings.topic(s.name): s for s in specs}
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     result = {name: "exists" for name in wanted if name in existing}
-    new = [
-        NewTopic(
-            name,
-            num_partitions=s.partitions,
-            replication_factor=settings.replication_factor,
-            config=s.config(),
-        )
-        for name, s in wanted.items()
-        if name not in existing
-    ]
-    if new:
+    pending = [name for name in wanted if name not in existing]
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        new = [
+            NewTopic(
+                name,
+                num_partitions=wanted[name].partitions,
+                replication_factor=settings.replication_factor,
+                config=wanted[name].config(),
+            )
+            for name in pending
+        ]
+        retry: list[str] = []
         for name, future in admin.create_topics(new, operation_timeout=timeout_s).items():
             try:
                 future.result()
                 result[name] = "created"
             except KafkaException as exc:
-                if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                error = exc.args[0]
+                if error.name() == "TOPIC_ALREADY_EXISTS":
+                    result[name] = "exists"
+                elif (error.name() in _TRANSIENT or error.retriable()) and time.monotonic() < deadline:
+                    retry.append(name)
+                else:
                     raise
-                result[name] = "exists"
+        pending = retry
+        if pending:
+            time.sleep(0.5)
     return result

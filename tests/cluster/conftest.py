@@ -49,6 +49,8 @@ class Cluster:
     def services(self, action: str, node: int | None = None) -> None:
         env = self.env | ({"KAFKA_NODE": str(node)} if node else {})
         subprocess.run([str(SCRIPT), action, "kafka"], env=env, check=True, timeout=300)
+        if action == "start":
+            self.wait_registered()
 
     def kill9(self, node: int) -> None:
         pidfile = self.run / f"kafka-{self.port + node - 1}.pid"
@@ -65,6 +67,16 @@ class Cluster:
 
     def admin(self) -> AdminClient:
         return AdminClient({"bootstrap.servers": self.bootstrap})
+
+    def wait_registered(self, timeout_s: float = 120.0) -> None:
+        """Until metadata lists every broker: each answers `ready` on its own before the
+        controller has registered all of them, and a client that sees a broker missing from
+        metadata drops its connection to it (failing requests in flight with _DESTROY_BROKER)."""
+        deadline = time.monotonic() + timeout_s
+        admin = self.admin()
+        while len(admin.list_topics(timeout=30).brokers) < BROKERS:
+            assert time.monotonic() < deadline, "the brokers did not all register"
+            time.sleep(0.2)
 
     def leaders(self, topic: str) -> dict[int, int]:
         """Partition -> leader broker id."""
