@@ -11,10 +11,11 @@ In-process use (tests, the demo)::
 from __future__ import annotations
 
 from streams.executor.errors import ExecutorError, PlanError, SimulatedCrash, UnknownRollout
+from streams.executor.faults import FaultPoint
 from streams.executor.machine import Ignore, Move, RolloutStatus, Transition, command_id, decide
 from streams.executor.operator import operator_decision, request, start
 from streams.executor.plans import PlanSpec, load_plan, parse_plan
-from streams.executor.runner import Executor, FaultPoint, wall_clock_ms
+from streams.executor.runner import Executor, wall_clock_ms
 from streams.executor.store import ExecutorStore, Keys
 
 __all__ = [

@@ -7,21 +7,24 @@ tens of MB); sparse dicts hold what few devices have (queued commands, outages, 
 
 Events leave through a sink ``sink(stream, key, value, headers, timestamp_ms)`` with
 ``stream`` ``TELEMETRY`` or ``ACKS``: Kafka in the live runner, a list in tests.
+
+This module holds the state, the clock and the reports; what a device does with a command
+(delivery, apply, failure, the acks it causes) is in ``streams/simulator/jobs.py``.
 """
 
 from __future__ import annotations
 
-import heapq
 import random
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gates.events import Ack, AckStatus, CommandKind, DeviceCommand, SourceFormat, TargetKind
+from gates.events import Ack, AckStatus, DeviceCommand, SourceFormat, TargetKind
 from streams.codecs import Encoder, Framing
 from streams.codecs.encoder import OutputHeaders
-from streams.simulator.fleet import MODELS, Fleet, device_id, device_index
+from streams.simulator import jobs
+from streams.simulator.fleet import MODELS, Fleet, device_id
 from streams.simulator.profiles import ProfileSet
 from streams.simulator.scenarios import EffectKind, Scenario
 from streams.simulator.wire import FMT_AVRO_V2, TelemetryWire
@@ -42,9 +45,6 @@ _MODEL_BASE = {
 _NOISE_SIZE = 4096
 _MASK = _NOISE_SIZE - 1
 _ERROR_RATE = 0.02  # share of reports with one logged error on healthy firmware
-
-# heap actions
-_DELIVER, _ACK, _APPLY, _DROP = 0, 1, 2, 3
 
 
 @dataclass
@@ -180,11 +180,12 @@ class Simulator:
         while self.slot <= last:
             s = self.slot
             self.slot = s + 1
-            self._steps((s + 1) * tick)  # steps strictly before this slot's end (reports run at its start)
+            # steps strictly before this slot's end (reports run at its start)
+            jobs.steps(self, (s + 1) * tick)
             bucket = self.wheel.pop(s, None)
             if bucket is not None:
                 self._reports(bucket, s * tick)
-        self._steps(min(until_ms + 1, self.slot * tick))
+        jobs.steps(self, min(until_ms + 1, self.slot * tick))
         return self.stats.events - before
 
     def next_due_ms(self) -> int:
@@ -193,49 +194,9 @@ class Simulator:
     # ------------------------------------------------------------------ commands
     def submit(self, cmd: DeviceCommand, now_ms: int | None = None) -> bool:
         """Hand a command to its device: delivered at once if online, else when it wakes/reconnects."""
-        now = self.now_ms if now_ms is None else now_ms
-        i = device_index(cmd.device_id, self.fleet.size)
-        if i < 0:
-            self.stats.ignored_commands += 1
-            return False
-        self.stats.commands += 1
-        p = self.profiles[self.fleet.profile[i]]
-        if p.sleeps or self.offline_until.get(i, -1) > now:
-            self.pending.setdefault(i, []).append(cmd)
-            self.attention[i] = 1
-        else:
-            self._push(now + p.command_delay_ms, _DELIVER, i, cmd)
-        return True
+        return jobs.submit(self, cmd, now_ms)
 
-    def _push(self, t: int, action: int, i: int, data: Any) -> None:
-        self.seq += 1
-        heapq.heappush(self.heap, (t, self.seq, action, i, data))
-
-    def _steps(self, before_ms: int) -> None:
-        heap = self.heap
-        while heap and heap[0][0] < before_ms:
-            t, _, action, i, data = heapq.heappop(heap)
-            if action == _DELIVER:
-                if self.offline_until.get(i, -1) > t:
-                    self.pending.setdefault(i, []).append(data)
-                    self.attention[i] = 1
-                else:
-                    self._deliver(i, data, t)
-            elif action == _ACK:
-                status, cmd, error, attempt = data
-                self._ack(i, t, status, cmd, error, attempt)
-            elif action == _APPLY:
-                self._apply(i, t, *data)
-            else:  # _DROP: link lost mid-update
-                outage, late_ack = data
-                self.offline_until[i] = t + outage
-                self.attention[i] = 1
-                if late_ack is not None:
-                    self.late.setdefault(i, []).append((t, *late_ack))
-                cmd = late_ack[1] if late_ack else None
-                if cmd is not None:
-                    self._done(i, cmd)
-
+    # ------------------------------------------------------------------ events
     def _effect(self, kind: EffectKind, i: int, t: int) -> bool:
         m = self.masks.get(kind)
         if m is None or not m[i]:
@@ -247,114 +208,6 @@ class Simulator:
             st.effect_devices[name] = {}
         st.effect_devices[name].setdefault(i, t)
         return True
-
-    def _version(self, kind: TargetKind, version: str, new: bool) -> int:
-        names, flags = (
-            (self.fw_versions, self.fw_new)
-            if kind is TargetKind.FIRMWARE
-            else (self.cfg_versions, self.cfg_new)
-        )
-        if version in names:
-            idx = names.index(version)
-            flags[idx] = flags[idx] or new
-            return idx
-        if len(names) >= 255:
-            raise ValueError("more than 255 distinct versions in one simulation")
-        names.append(version)
-        flags.append(new)
-        return len(names) - 1
-
-    def _done(self, i: int, cmd: DeviceCommand) -> None:
-        last = self.last_cmd.get(i)
-        if last is not None and last[0] == cmd.command_id:
-            self.last_cmd[i] = (last[0], last[1], False)
-
-    def _deliver(self, i: int, cmd: DeviceCommand, t: int) -> None:
-        last = self.last_cmd.get(i)
-        if last is not None and last[0] == cmd.command_id:
-            if last[2]:  # the same command is still being worked on
-                self.stats.ignored_commands += 1
-                return
-            attempt = last[1] + 1
-        else:
-            attempt = 1
-        self.last_cmd[i] = (cmd.command_id, attempt, True)
-        fw = cmd.target_kind is TargetKind.FIRMWARE
-        cur_idx = self.fw[i] if fw else self.cfg[i]
-        flags = self.fw_new if fw else self.cfg_new
-        ps = self.pset
-        dl = ps.download_ms if fw else 0
-        apply_ms = ps.apply_ms if fw else ps.config_apply_ms
-        job = (cmd, attempt)
-        if cmd.kind is CommandKind.UPDATE:
-            target = self._version(cmd.target_kind, cmd.target_version, True)
-            if target == cur_idx:
-                self._ack(i, t, AckStatus.APPLIED, cmd, None, attempt)
-                self._done(i, cmd)
-                return
-            self._ack(i, t, AckStatus.RECEIVED, cmd, None, attempt)
-            if dl:
-                self._push(t + dl, _ACK, i, (AckStatus.DOWNLOADING, cmd, None, attempt))
-            end = t + dl + apply_ms
-            p = self.profiles[self.fleet.profile[i]]
-            if self._effect(EffectKind.APPLY_FAILS, i, t):
-                code = self.scenario.effect(EffectKind.APPLY_FAILS).error_code  # type: ignore[union-attr]
-                self._push(end, _ACK, i, (AckStatus.FAILED, cmd, code, attempt))
-                self._push(end, _APPLY, i, (None, job, False))
-            elif self._effect(EffectKind.DROP_MID_UPDATE, i, t):
-                eff = self.scenario.effect(EffectKind.DROP_MID_UPDATE)
-                assert eff is not None
-                self._push(
-                    t + dl + apply_ms // 2,
-                    _DROP,
-                    i,
-                    (eff.duration_ms or ps.storm_outage_ms, (AckStatus.FAILED, cmd, eff.error_code, attempt)),
-                )
-            elif p.drop_probability and self.rng.random() < p.drop_probability:
-                late = (AckStatus.FAILED, cmd, "E_CONN_LOST", attempt) if self.rng.random() < 0.5 else None
-                self._push(t + dl + apply_ms // 2, _DROP, i, (p.outage_ms, late))
-                if late is None:
-                    self._done(i, cmd)
-            else:
-                self._push(end, _APPLY, i, (target, job, True))
-            return
-        # ROLLBACK
-        if flags[cur_idx] and self._effect(EffectKind.REFUSE_ROLLBACK, i, t):
-            code = self.scenario.effect(EffectKind.REFUSE_ROLLBACK).error_code  # type: ignore[union-attr]
-            self._ack(i, t, AckStatus.RECEIVED, cmd, None, attempt)
-            self._push(t + 100, _ACK, i, (AckStatus.REJECTED, cmd, code, attempt))
-            self._push(t + 100, _APPLY, i, (None, job, False))
-            return
-        if cmd.target_version:
-            target = self._version(cmd.target_kind, cmd.target_version, False)
-        else:
-            target = self.lkg_fw[i] if fw else self.lkg_cfg[i]
-        if target == cur_idx:
-            self._ack(i, t, AckStatus.ROLLED_BACK, cmd, None, attempt)
-            self._done(i, cmd)
-            return
-        self._ack(i, t, AckStatus.RECEIVED, cmd, None, attempt)
-        if dl:
-            self._push(t + dl, _ACK, i, (AckStatus.DOWNLOADING, cmd, None, attempt))
-        self._push(t + dl + apply_ms, _APPLY, i, (target, job, True))
-
-    def _apply(self, i: int, t: int, target: int | None, job: tuple[DeviceCommand, int], ok: bool) -> None:
-        cmd, attempt = job
-        last = self.last_cmd.get(i)
-        if last is None or last[0] != cmd.command_id:
-            return  # superseded by a later command (e.g. a ROLLBACK during the update): nothing installed
-        if ok and target is not None:
-            if cmd.target_kind is TargetKind.FIRMWARE:
-                self.lkg_fw[i] = self.fw[i] if cmd.kind is CommandKind.UPDATE else target
-                self.fw[i] = target
-                self.boot_ms[i] = t
-                self.rebooted[i] = 1
-            else:
-                self.lkg_cfg[i] = self.cfg[i] if cmd.kind is CommandKind.UPDATE else target
-                self.cfg[i] = target
-            status = AckStatus.APPLIED if cmd.kind is CommandKind.UPDATE else AckStatus.ROLLED_BACK
-            self._ack(i, t, status, cmd, None, attempt)
-        self._done(i, cmd)
 
     def _ack(
         self,
@@ -398,7 +251,7 @@ class Simulator:
         self.attention[i] = 0
         if cmds:
             for cmd in cmds:
-                self._deliver(i, cmd, t)
+                jobs.deliver(self, i, cmd, t)
         return True
 
     def _reports(self, bucket: array[int], t: int) -> None:

@@ -1,7 +1,7 @@
 """The executor killed with kill -9 between receiving a decision and acting on it, then restarted.
 
 The executor runs as a real `fleetgate executor` process.  A test-only hook
-(`FLEETGATE_TEST_EXECUTOR_KILL_AT`, `streams/executor/runner.py`) makes it SIGKILL itself at a
+(`FLEETGATE_TEST_EXECUTOR_KILL_AT`, `streams/executor/faults.py`) makes it SIGKILL itself at a
 deterministic point while it handles a gate PROCEED:
 
 - `before_persist`: decision received and judged, nothing written;
@@ -29,8 +29,8 @@ import pytest
 from gates.events import Action, Decision, DecisionSource, RolloutState
 from streams.config import Settings, load_settings
 from streams.executor import parse_plan, start
+from streams.executor.faults import KILL_AT_ENV, FaultPoint
 from streams.executor.kafka import produce_decision
-from streams.executor.runner import KILL_AT_ENV, FaultPoint
 from streams.executor.store import ExecutorStore
 from streams.inventory import load_inventory_csv
 from streams.topics import create_topics
