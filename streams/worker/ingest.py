@@ -10,28 +10,29 @@ enriched with inventory attributes and folded; closed windows leave as
 :class:`WindowPartial` envelopes on the internal ``partials`` topic, keyed by rollout.
 
 Exactly-once by Kafka transactions we control.  What partition *p* emits (partials, dead
-letters) is held until a *checkpoint* of *p*: one transaction with *p*'s snapshot (to the
-compacted ``ingest-state`` topic, partition *p*), everything *p* emitted since its last
-checkpoint, and the input offsets the snapshot has folded.  State, output and input position
-commit together, so after a crash the new owner of *p* restores the snapshot, resumes at its
-offsets and emits only what was never committed.  Folding again does not have to repeat the
-first run: live, which records a fold sees first depends on fetch and production timing (an
-ack produced a moment after younger telemetry is late in one run and on time in the next).
-When caught up, a window close checkpoints the partitions holding partials at once (at most
-every ``_MIN_COMMIT_GAP_S``); while catching up, checkpoints are spaced so that snapshotting
-takes at most ``SNAPSHOT_BUDGET`` of the thread, partitions holding partials first.  Commits in
-between (every ``commit_interval_s``) carry heartbeats, which name a partition's watermark as of
-its last checkpoint.  Consumers of ``partials`` read committed only.
+letters) is held until a *checkpoint* of *p* commits *p*'s snapshot, that output and the input
+offsets the snapshot has folded in one transaction (:mod:`streams.worker.checkpoints`), so
+after a crash the new owner of *p* emits only what was never committed.  Folding again does
+not have to repeat the first run: live, which records a fold sees first depends on fetch and
+production timing (an ack produced a moment after younger telemetry is late in one run and on
+time in the next).  This loop decides when to commit: when caught up, a window close
+checkpoints the partitions holding partials at once (at most every ``_MIN_COMMIT_GAP_S``);
+while catching up, checkpoints are spaced so that snapshotting takes at most
+``SNAPSHOT_BUDGET`` of the thread, partitions holding partials first.  Commits in between
+(every ``commit_interval_s``) carry heartbeats, which name a partition's watermark as of its
+last checkpoint.  Consumers of ``partials`` read committed only.
+
+Batches are decoded into the mergers by :mod:`streams.worker.intake`; a lost transaction
+restarts the loop from the last commit (:mod:`streams.worker.restarts`); the clients'
+identities and settings are :mod:`streams.worker.ingestclients`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -40,20 +41,23 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from gates.events import Ack, RolloutPlan, Telemetry
 from gates.partition import PartitionEngine
 from gates.policy import GatePolicy
-from gates.wire import WindowPartial
-from streams.codecs import DecodeError, Decoder, Encoder, Framing
+from streams.codecs import DecodeError, Encoder, Framing
 from streams.config import Settings
 from streams.inventory import InventoryCache
 from streams.logs import log_event
 from streams.worker.bounded import TransactionLost
+from streams.worker.checkpoints import CHECKPOINT_SLICE_S, Checkpoints, send_envelope
 from streams.worker.deadletters import DeadLetters, error_count
 from streams.worker.enrich import Enricher
-from streams.worker.envelope import Envelope, EnvelopeKind, encode_envelope
-from streams.worker.merge import Buffered, PartitionMerger
+from streams.worker.envelope import Envelope, EnvelopeKind
+from streams.worker.ingestclients import ingest_client_configs, transactional_id
+from streams.worker.intake import BatchIntake
+from streams.worker.merge import PartitionMerger
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.plans import PlanReader
-from streams.worker.snapshots import OFFSETS_HEADER, SnapshotRestorer
-from streams.worker.txnfaults import IngestFatal, hint
+from streams.worker.restarts import run_restarting
+from streams.worker.snapshots import SnapshotRestorer
+from streams.worker.txnfaults import IngestFatal
 from streams.worker.txnproducer import TxnProducer, fail
 
 __all__ = ["IngestLoop"]
@@ -61,14 +65,6 @@ __all__ = ["IngestLoop"]
 log = logging.getLogger("fleetgate.ingest")
 
 INPUT_TOPICS = ("telemetry", "acks", "device-commands")
-# Backpressure: a topic partition running this far ahead of its siblings is paused.
-_PAUSE_AT, _RESUME_AT = 50_000, 10_000
-SNAPSHOT_BUDGET = 0.2  # share of the ingest thread's time that checkpoints (snapshots) may take
-CHECKPOINT_SLICE_S = 0.05  # a paced checkpoint snapshots dirty partitions for about this long
-# A heartbeat (partition watermark, per rollout) goes out when the watermark enters a new window
-# or the idle flag flips -- the decider acts on window boundaries only -- and at least this often,
-# so a restarted decider or a new rollout hears from every partition soon.
-HEARTBEAT_REFRESH_S = 5.0
 _MIN_COMMIT_GAP_S = 0.05  # checkpoints for held partials when caught up, at most this often
 
 
@@ -107,24 +103,23 @@ class IngestLoop:
         self.topics = {settings.topic(t): t for t in INPUT_TOPICS}
         self.partials_topic = settings.topic("partials")
         self.state_topic = settings.topic("ingest-state")
-        self.decoders = {
-            settings.topic("telemetry"): Decoder.telemetry(),
-            settings.topic("acks"): Decoder.ack(),
-            settings.topic("device-commands"): Decoder.output(),
-        }
-        self.encoder = Encoder()
         self.engines: dict[int, PartitionEngine] = {}
         self.mergers: dict[int, PartitionMerger] = {}
-        self.paused: set[tuple[str, int]] = set()
+        self.intake = BatchIntake(settings, self.topics, self.mergers, self.metrics)
+        self.encoder = Encoder()
         self.plans: dict[str, RolloutPlan] = {}
-        self.dirty: set[int] = set()
-        # per partition: partials folded since its last checkpoint, produced with its next one
-        self._held_partials: dict[int, list[WindowPartial]] = defaultdict(list)
-        # each partition at its last checkpoint: watermark, and its last partial's sequence per rollout
-        self._checkpointed: dict[int, tuple[int, dict[str, int]]] = {}
-        self._heartbeats: dict[tuple[int, str], tuple[int, bool, float]] = {}  # last (window, idle, at)
         self.dead_letters = DeadLetters(
             settings.topic("deadletter"), Framing(settings.output_framing), self.metrics
+        )
+        self.checkpoints = Checkpoints(
+            policy,
+            self.metrics,
+            self.dead_letters,
+            self.engines,
+            self.mergers,
+            state_topic=self.state_topic,
+            partials_topic=self.partials_topic,
+            commit_interval_s=commit_interval_s,
         )
         self.events_in = 0
         self.ready = threading.Event()
@@ -132,11 +127,6 @@ class IngestLoop:
         self._producer: TxnProducer | None = None
         self._plans: PlanReader | None = None
         self._broken = False  # the current transaction cannot be committed any more
-        # Snapshots cost time in proportion to the devices held; checkpoints are spaced so
-        # that snapshotting takes at most SNAPSHOT_BUDGET of the time (docs/architecture.md).
-        self._checkpoint_gap_s = commit_interval_s
-        self._checkpointed_at = 0.0  # monotonic time of the last checkpoint
-        self._snapshotted_at: dict[int, float] = {}  # monotonic time of each partition's last snapshot
         self._log_start: dict[tuple[str, int], int] = {}  # first offset of each input topic partition
         self._restorer = SnapshotRestorer(settings, policy, self.topics, self._log_start)
         self._consumer_fatal: KafkaError | None = None
@@ -144,44 +134,18 @@ class IngestLoop:
 
     # ------------------------------------------------------------------ clients
     def _open(self) -> None:
-        base = self.settings.kafka_client_config()
-        group = f"{self.settings.group_id}-ingest"
-        self._producer = TxnProducer(
-            self.producer_factory,
-            base
-            | {
-                "transactional.id": self._transactional_id,
-                "transaction.timeout.ms": 60_000,
-                "linger.ms": 5,
-                "message.max.bytes": 16 * 1024 * 1024,
-            },
-            self.settings.bootstrap_servers,
-        )
+        configs = ingest_client_configs(self.settings, self.instance)
+        self._producer = TxnProducer(self.producer_factory, configs.producer, self.settings.bootstrap_servers)
         self._producer.open()
-        self._consumer = self.consumer_factory(
-            base
-            | {
-                "group.id": group,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                "partition.assignment.strategy": "range",
-                # Static membership: a restarted instance takes its partitions back at once.
-                "group.instance.id": f"{group}-{self.instance}",
-                "session.timeout.ms": 15_000,
-                "fetch.max.bytes": 16 * 1024 * 1024,
-                "error_cb": self._on_consumer_error,
-            }
-        )
+        self._consumer = self.consumer_factory(configs.consumer | {"error_cb": self._on_consumer_error})
         self._consumer.subscribe(list(self.topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
-        self._plans = PlanReader(
-            base | {"group.id": f"{group}-plans-{self.instance}"}, self.settings.topic("rollouts")
-        )
+        self._plans = PlanReader(configs.plans, self.settings.topic("rollouts"))
         self._catch_up_plans()
 
     @property
-    def _transactional_id(self) -> str:
-        return f"{self.settings.group_id}-ingest-{self.instance}"
+    def _where(self) -> tuple[str, str]:
+        """(transactional id, bootstrap servers), for error messages."""
+        return transactional_id(self.settings, self.instance), self.settings.bootstrap_servers
 
     def _on_consumer_error(self, error: KafkaError) -> None:
         # A fatal consumer error (e.g. fenced after its session expired while the broker was
@@ -193,13 +157,7 @@ class IngestLoop:
         """A consumer-side Kafka error: restart from the last commit, or stop (txnfaults)."""
         self._broken = True
         abort = self._producer.abort if self._producer is not None else None  # the producer is fine
-        fail(
-            call,
-            exc,
-            where=(self._transactional_id, self.settings.bootstrap_servers),
-            consumer=True,
-            abort=abort,
-        )
+        fail(call, exc, where=self._where, consumer=True, abort=abort)
 
     def _catch_up_plans(self, timeout_s: float = 30.0) -> None:
         """Read every existing plan before the first device event, so start-up order is fixed."""
@@ -237,9 +195,7 @@ class IngestLoop:
                 # The snapshot names the offsets it was taken at (same transaction as the offset
                 # commit); resuming there keeps state and input in step even if the two disagree.
                 self.mergers[p].start_at(topic, (offsets or {}).get(topic, committed[(topic, p)]))
-        # New partitions send their heartbeats at the next commit.
-        self._heartbeats = {k: v for k, v in self._heartbeats.items() if k[0] not in new}
-        self._checkpointed.update((p, self._position(self.engines[p])) for p in new)
+        self.checkpoints.assign(new)  # they send their heartbeats at the next commit
         log_event(log, "partitions assigned", partitions=sorted({tp.partition for tp in partitions}))
         self.metrics.stages.lap("restore")
         self.ready.set()
@@ -252,47 +208,26 @@ class IngestLoop:
         for p in list(self.engines):
             if p not in remaining:
                 del self.engines[p]
-                self._checkpointed.pop(p, None)
-                self._held_partials.pop(p, None)
-                self.dirty.discard(p)
+                self.checkpoints.revoke(p)
                 self.mergers.pop(p, None)
                 self.enricher.revoke(p)
         log_event(log, "partitions revoked", partitions=sorted({tp.partition for tp in partitions}))
 
     # --------------------------------------------------------------------- loop
     def run(self, stop: threading.Event, max_restarts: int = 5) -> None:
-        """Process until `stop`; a failed transaction restarts from the last commit.
-
-        A lost transaction means our in-memory state is ahead of what Kafka holds, so
-        everything is dropped and rebuilt from the committed snapshots and offsets, exactly
-        as after a crash.  IngestFatal (a fatal error, or `max_restarts` restarts in a row
-        without a successful commit) ends the stage with a message that says why.
-        """
-        restarts = 0
-        while True:
-            started = time.monotonic()
-            try:
-                self._run(stop)
-                return
-            except TransactionLost as exc:
-                # "In a row": a restart that got as far as a successful commit starts the count anew.
-                restarts = 1 if self._committed_at > started else restarts + 1
-                if restarts > max_restarts:
-                    raise IngestFatal(
-                        f"ingest stopped: {restarts} failures in a row without a successful commit "
-                        f"(last: {exc}); {hint(exc.error, self._transactional_id, self.settings.bootstrap_servers)}"
-                    ) from exc
-                first, cap = self.restart_backoff_s
-                wait_s = min(first * 2 ** (restarts - 1), cap)  # e.g. the broker is still coming back
-                log_event(
-                    log,
-                    "ingest restarting from the last commit",
-                    logging.WARNING,
-                    error=str(exc),
-                    backoff_s=wait_s,
-                )
-                self._reset()
-                stop.wait(wait_s)
+        """Process until `stop`; a failed transaction restarts from the last commit, rebuilt
+        from the committed snapshots and offsets (:mod:`streams.worker.restarts`).  IngestFatal
+        (a fatal error, or `max_restarts` restarts in a row without a successful commit) ends
+        the stage with a message that says why."""
+        run_restarting(
+            lambda: self._run(stop),
+            stop,
+            reset=self._reset,
+            committed_at=lambda: self._committed_at,
+            backoff_s=lambda: self.restart_backoff_s,
+            max_restarts=max_restarts,
+            where=self._where,
+        )
 
     def _run(self, stop: threading.Event) -> None:
         try:
@@ -316,21 +251,21 @@ class IngestLoop:
                 except KafkaException as exc:
                     self._fail("consume", exc)
                 started = time.perf_counter()
-                if self._process(msgs):
+                if self._process(consumer, msgs):
                     self.metrics.batch_seconds.observe(time.perf_counter() - started)
                 now = time.monotonic()
                 since = now - last_commit
                 # Held partials are checkpointed at once when we are caught up (the decider waits
                 # for them); a full batch means more input is waiting, so the pacing rules.
                 early = (
-                    bool(self._held_partials) and len(msgs) < self.batch_size and since >= _MIN_COMMIT_GAP_S
+                    self.checkpoints.holding and len(msgs) < self.batch_size and since >= _MIN_COMMIT_GAP_S
                 )
                 if since >= self.commit_interval_s or early:
                     self.metrics.stages.lap("other")
                     if early:
                         self._commit(0.0, held=True)
                     else:
-                        self._commit(CHECKPOINT_SLICE_S if self._checkpoint_due(now) else None)
+                        self._commit(CHECKPOINT_SLICE_S if self.checkpoints.due(now) else None)
                     self.metrics.stages.lap("transactions")
                     last_commit = time.monotonic()
             self._commit()
@@ -358,13 +293,9 @@ class IngestLoop:
         self.engines.clear()
         self.mergers.clear()
         self.enricher.clear()
-        self.dirty.clear()
-        self.paused.clear()
+        self.intake.clear()
         self.dead_letters.clear()
-        self._held_partials.clear()  # so are the events these partials hold
-        self._checkpointed.clear()
-        self._snapshotted_at.clear()
-        self._heartbeats.clear()
+        self.checkpoints.clear()
         self._broken = False
 
     def _poll_plans(self, timeout: float = 0) -> None:
@@ -379,7 +310,7 @@ class IngestLoop:
             self.plans[plan.rollout_id] = plan
             for engine in self.engines.values():
                 engine.partial.observe_plan(plan)
-                self.dirty.add(engine.partition)
+                self.checkpoints.dirty.add(engine.partition)
             value, _ = self.encoder.encode(plan, Framing.SINGLE_OBJECT)
             self._send(Envelope(EnvelopeKind.PLAN, plan.rollout_id, -1, 0, 0, value))
 
@@ -394,45 +325,17 @@ class IngestLoop:
 
         return high
 
-    def _process(self, msgs: list[Any]) -> int:
+    def _process(self, consumer: Consumer, msgs: list[Any]) -> int:
         """Decode and buffer a consumed batch, then fold what the mergers release."""
-        by_source: dict[tuple[str, int], list[Any]] = defaultdict(list)
-        for m in msgs:
-            if m.error() is not None:
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(m.error())
-            by_source[(m.topic(), m.partition())].append(m)
+        self.intake.add(consumer, msgs)
         stages = self.metrics.stages
-        stages.lap("consume")
-        for (topic, partition), batch in by_source.items():
-            merger = self.mergers.get(partition)
-            if merger is None:  # revoked while the batch was in flight
-                continue
-            records, errors = self.decoders[topic].decode_batch(batch)
-            stages.lap("decode")
-            bad = {e.offset for e in errors}
-            good = [m for m in batch if m.offset() not in bad]
-            items = [Buffered(m.timestamp()[1], m.offset(), r) for m, r in zip(good, records, strict=True)]
-            items.extend(Buffered(e.timestamp_ms, e.offset, e) for e in errors)
-            if errors:
-                items.sort(key=lambda b: b.offset)
-            merger.add(topic, items, batch[-1].offset() + 1)
-            if records:
-                self._count(self.topics[topic], records)
-            if merger.buffered(topic) > _PAUSE_AT and (topic, partition) not in self.paused:
-                self._consumer.pause([TopicPartition(topic, partition)])  # type: ignore[union-attr]
-                self.paused.add((topic, partition))
-            stages.lap("merge")
         folded = 0
         for partition, merger in self.mergers.items():
             released = merger.release(self._high(partition))
             stages.lap("merge")
             if released:
                 folded += self._fold(partition, released)
-        self._resume_drained()
-        self.metrics.buffered.set(sum(m.buffered(t) for m in self.mergers.values() for t in self.topics))
-        self.metrics.paused.set(len(self.paused))
+        self.intake.resume_drained(consumer)
         return folded
 
     def _fold(self, partition: int, released: list[Any]) -> int:
@@ -454,49 +357,15 @@ class IngestLoop:
         self.metrics.stages.lap("enrich")
         self.events_in += len(events)
         self.last_event_at[partition] = self.clock()
-        partials = engine.step(events)
-        if partials:
-            self._held_partials[partition].extend(partials)
-        self.dirty.add(partition)
+        self.checkpoints.hold(partition, engine.step(events))
+        self.checkpoints.dirty.add(partition)
         self.metrics.stages.lap("fold")
         return len(events)
 
-    def _resume_drained(self) -> None:
-        for topic, partition in list(self.paused):
-            merger = self.mergers.get(partition)
-            if merger is None or merger.buffered(topic) < _RESUME_AT:
-                self._consumer.resume([TopicPartition(topic, partition)])  # type: ignore[union-attr]
-                self.paused.discard((topic, partition))
-
-    def _count(self, topic: str, records: list[Any]) -> None:
-        formats: dict[str, int] = defaultdict(int)
-        for r in records:
-            formats[getattr(r, "source_format", "internal")] += 1
-        for fmt, n in formats.items():
-            self.metrics.events.labels(topic, str(fmt)).inc(n)
-
     # ------------------------------------------------------------------ output
-    def _send_partial(self, partial: WindowPartial) -> None:
-        self.metrics.partials.inc()
-        late = sum(a.late_events for a in partial.aggregates.values())
-        if late:
-            self.metrics.late_events.labels(partial.rollout_id).inc(late)
-        self._send(
-            Envelope(
-                EnvelopeKind.PARTIAL,
-                partial.rollout_id,
-                partial.source_partition,
-                partial.sequence,
-                partial.watermark_ms,
-                partial.to_bytes(),
-            )
-        )
-
     def _send(self, env: Envelope) -> None:
         assert self._producer is not None
-        value, headers = encode_envelope(env)
-        self._producer.produce(self.partials_topic, key=env.rollout_id.encode(), value=value, headers=headers)
-        self._producer.poll(0)
+        send_envelope(self._producer, self.partials_topic, env)
 
     def _idle_partitions(self, consumer: Consumer) -> set[int]:
         """Partitions with nothing left to read on any input topic and no event for the idle timeout."""
@@ -512,9 +381,6 @@ class IngestLoop:
                 idle.add(p)
         return idle
 
-    def _checkpoint_due(self, now: float) -> bool:
-        return now - self._checkpointed_at >= self._checkpoint_gap_s
-
     def _commit(self, checkpoint_s: float | None = math.inf, *, held: bool = False) -> None:
         """Commit the open transaction (heartbeats, plans).  With `checkpoint_s`, a checkpoint
         too: snapshots of dirty partitions for about that long (partitions holding partials
@@ -526,87 +392,10 @@ class IngestLoop:
         if self._consumer_fatal is not None:  # rebuild from the last commit, or stop if no restart helps
             self._fail("consume", KafkaException(self._consumer_fatal))
         if checkpoint_s is not None:
-            self._checkpoint(producer, consumer, checkpoint_s, held)
-        self._heartbeat(self._idle_partitions(consumer) - self.dirty)
+            self.checkpoints.checkpoint(producer, consumer, checkpoint_s, held)
+        self.checkpoints.heartbeat(producer, self._idle_partitions(consumer) - self.checkpoints.dirty)
         producer.commit()
         self._committed_at = time.monotonic()
         if checkpoint_s is not None:
-            self._checkpointed_at = self._committed_at
+            self.checkpoints.checkpointed_at = self._committed_at
         producer.begin()
-
-    def _heartbeat(self, idle: set[int]) -> None:
-        """Each partition's watermark as of its last checkpoint: what its committed partials cover.
-
-        A heartbeat names, as its sequence, the rollout's last partial that checkpoint committed:
-        a decider that has not merged it knows it missed partials and must not move on.  A
-        partition with state not checkpointed yet is never idle: its partials are still held.
-        """
-        now = time.monotonic()
-        w = self.policy.window_ms
-        for p, engine in self.engines.items():
-            # what the last checkpoint committed, never the engine's uncommitted position
-            wm, sequences = self._checkpointed[p]
-            beat = (wm // w, p in idle)
-            for rollout_id in engine.rollout_ids():
-                last = self._heartbeats.get((p, rollout_id))
-                if last is None or last[:2] != beat or now - last[2] >= HEARTBEAT_REFRESH_S:
-                    self._heartbeats[(p, rollout_id)] = (*beat, now)
-                    seq = sequences.get(rollout_id, 0)
-                    self._send(Envelope(EnvelopeKind.HEARTBEAT, rollout_id, p, seq, wm, b"", beat[1]))
-
-    @staticmethod
-    def _position(engine: PartitionEngine) -> tuple[int, dict[str, int]]:
-        return engine.watermark_ms, dict(engine.partial.last_sequence)
-
-    def _checkpoint(self, producer: TxnProducer, consumer: Consumer, budget_s: float, held: bool) -> None:
-        """Add to the open transaction: snapshots of dirty partitions, their partials and dead
-        letters, and the input offsets the snapshots have folded.
-
-        Snapshots run on the ingest thread, so a paced checkpoint takes only as many partitions
-        as fit in `budget_s` (at least one): partitions holding partials first, the least
-        recently snapshotted first among equals.  With `held` every partition holding partials
-        is taken.  Output and offsets advance only for partitions snapshotted here, so state,
-        output and input position stay in step per partition.
-        """
-        started = time.perf_counter()
-        taken_now: list[int] = []
-        order = sorted(
-            self.dirty, key=lambda p: (p not in self._held_partials, self._snapshotted_at.get(p, 0.0), p)
-        )
-        for p in order:
-            over = taken_now and time.perf_counter() - started >= budget_s
-            if over and not (held and p in self._held_partials):
-                break
-            taken_now.append(p)
-            engine = self.engines.get(p)
-            if engine is not None:
-                # The input offsets this snapshot has folded, checked when it is restored.
-                taken = json.dumps(self.mergers[p].processed(), sort_keys=True).encode()
-                producer.produce(
-                    self.state_topic,
-                    key=str(p).encode(),
-                    value=engine.snapshot(),
-                    partition=p,
-                    headers=[(OFFSETS_HEADER, taken)],
-                )
-                self._checkpointed[p] = self._position(engine)
-            for partial in self._held_partials.pop(p, ()):
-                self._send_partial(partial)
-        self.dirty.difference_update(taken_now)
-        now = time.monotonic()
-        self._snapshotted_at.update((p, now) for p in taken_now)
-        self._checkpoint_gap_s = max(
-            self.commit_interval_s, (time.perf_counter() - started) / SNAPSHOT_BUDGET
-        )
-        self.dead_letters.produce(producer, taken_now)
-        # Only what was folded is committed: buffered records are read again after a crash.
-        positions = [
-            TopicPartition(topic, p, offset)
-            for p in taken_now
-            if (m := self.mergers.get(p)) is not None
-            for topic, offset in m.processed().items()
-        ]
-        if not positions:
-            return
-        metadata = consumer.consumer_group_metadata()
-        producer.send_offsets(positions, metadata)

@@ -2,7 +2,7 @@
 to the input offsets it has folded, and the restore of a newly assigned partition.
 
 The ingest stage writes a snapshot of partition *p*'s engine to state partition *p* in the same
-transaction as *p*'s input offsets (a checkpoint, see :mod:`streams.worker.ingest`).  A new owner
+transaction as *p*'s input offsets (a checkpoint, see :mod:`streams.worker.checkpoints`).  A new owner
 of *p* reads the latest committed snapshot back here.
 """
 
