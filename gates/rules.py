@@ -17,6 +17,7 @@ breach is pending, unless the policy accepts that share in flight.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -56,6 +57,9 @@ class Evidence:
     stage_devices: int = 0
     label: str = ""  # "@dim=value,..." of a slice, "" for the whole stage
     slice: tuple[tuple[str, str], ...] = ()  # the slice's (dimension, value) pairs, () for the stage
+    # command latency per connectivity profile, (profile, treated, baseline): latency is a property
+    # of the link, so it is compared within each link type (see _latency); () when not split
+    latency_strata: tuple[tuple[str, DDSketch | None, DDSketch | None], ...] = ()
     sequential: bool = True  # always-valid bounds; False: fixed-horizon (slices, under Holm)
 
     def bound_z(self, n: int, alpha: float | None = None) -> float:
@@ -214,8 +218,48 @@ def _rate(
 
 
 def _latency(rule: Rule, ev: Evidence, policy: GatePolicy) -> Reason:
-    s1 = ev.treated.latency or DDSketch(policy.sketch_alpha)
-    s0 = ev.baseline.latency or DDSketch(policy.sketch_alpha)
+    """A latency quantile against its baseline, checked within each connectivity profile.
+
+    The quantile of a population that mixes link types sits in one link's mode or another's by
+    the mix: a model's baseline of the few devices that reported latency before the update
+    (only newer payloads carry it) can hold no cellular device while the updated ones do, and
+    the p95 moves three-fold with no link slower.  So a breach of the whole must show in one
+    profile too, against that profile's own baseline (at alpha / the profiles compared; a
+    profile the baseline lacks is not compared), and an inconclusive whole that every profile
+    compared passes is a pass.  A regression of one link type that the whole dilutes is the
+    profile slice's to find.
+    """
+    whole = _latency_part(rule, ev, policy, ev.treated.latency, ev.baseline.latency)
+    strata = [s for s in ev.latency_strata if s[1] is not None and s[1].count]
+    compared = [s for s in strata if s[2] is not None and s[2].count >= rule.min_samples]
+    if len(strata) < 2 or not compared or whole.verdict == PASS or _short(whole.detail):
+        return whole
+    a = ev.alpha / len(compared)
+    parts = [
+        (prof, _latency_part(rule, dataclasses.replace(ev, alpha=a), policy, t, b, prof))
+        for prof, t, b in compared
+    ]
+    if any(r.verdict == BREACH for _, r in parts):
+        return whole  # a breach confirmed in a link type (or an inconclusive whole, kept)
+    within = "; within each profile: " + "; ".join(r.detail for _, r in parts)
+    ok = all(r.verdict == PASS for _, r in parts)
+    return dataclasses.replace(
+        whole,
+        verdict=PASS if ok else PENDING,
+        detail=("mix of link types only: " if whole.verdict == BREACH else "") + whole.detail + within,
+    )
+
+
+def _latency_part(
+    rule: Rule,
+    ev: Evidence,
+    policy: GatePolicy,
+    treated: DDSketch | None,
+    baseline: DDSketch | None,
+    profile: str = "",
+) -> Reason:
+    s1 = treated or DDSketch(policy.sketch_alpha)
+    s0 = baseline or DDSketch(policy.sketch_alpha)
     n1, n0, q, a = s1.count, s0.count, rule.quantile, policy.sketch_alpha
     need = rule.required_samples(ev.exposed)
     metric = f"command_latency_p{round(q * 100)}"
@@ -252,7 +296,8 @@ def _latency(rule: Rule, ev: Evidence, policy: GatePolicy) -> Reason:
             metric=metric,
         )
     lo0, hi0 = bounds(s0)
-    detail = f"{q1 / q0:.3g}x baseline vs {rule.threshold:g} ({ev.baseline_source} baseline, n={n0})"
+    where = f"connectivity_profile={profile}: " if profile else ""
+    detail = f"{where}{q1 / q0:.3g}x baseline vs {rule.threshold:g} ({ev.baseline_source} baseline, n={n0})"
     if hi0 > 0 and lo1 / hi0 > rule.threshold:
         return _reason(rule, ev, BREACH, q1, q0, n1, lo1, hi1, detail, metric=metric)
     plo0, phi1 = bounds(s0, ev.proceed_z)[0], bounds(s1, ev.proceed_z)[1]
