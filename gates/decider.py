@@ -33,7 +33,7 @@ from gates.wire import WindowPartial
 
 __all__ = ["ENGINE_VERSION", "Decider", "StageState", "decision_id"]
 
-ENGINE_VERSION = "5"  # in every decision record: bumped whenever the same input can decide otherwise
+ENGINE_VERSION = "6"  # in every decision record: bumped whenever the same input can decide otherwise
 _EVALUATED = (RolloutState.ACTIVE, RolloutState.PAUSED)
 _NEG = -(2**62)
 
