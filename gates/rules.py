@@ -218,35 +218,30 @@ def _rate(
 
 
 def _latency(rule: Rule, ev: Evidence, policy: GatePolicy) -> Reason:
-    """A latency quantile against its baseline, checked within each connectivity profile.
+    """A latency quantile against its baseline; a breach must also show within a link type.
 
     The quantile of a population that mixes link types sits in one link's mode or another's by
     the mix: a model's baseline of the few devices that reported latency before the update
     (only newer payloads carry it) can hold no cellular device while the updated ones do, and
-    the p95 moves three-fold with no link slower.  So a breach of the whole must show in one
-    profile too, against that profile's own baseline (at alpha / the profiles compared; a
-    profile the baseline lacks is not compared), and an inconclusive whole that every profile
-    compared passes is a pass.  A regression of one link type that the whole dilutes is the
-    profile slice's to find.
+    the p95 moves three-fold with no link slower.  So a breach of the whole stands only if one
+    connectivity profile breaches too, against that profile's own baseline (at alpha / the
+    profiles compared; a profile the baseline lacks is not compared); otherwise it is pending.
+    The profiles never turn an inconclusive whole into a pass: a regression of one region's
+    cellular devices passes within the cellular profile of all regions, and only the whole
+    still shows it until the slice's own rule has the samples.
     """
     whole = _latency_part(rule, ev, policy, ev.treated.latency, ev.baseline.latency)
     strata = [s for s in ev.latency_strata if s[1] is not None and s[1].count]
     compared = [s for s in strata if s[2] is not None and s[2].count >= rule.min_samples]
-    if len(strata) < 2 or not compared or whole.verdict == PASS or _short(whole.detail):
+    if whole.verdict != BREACH or len(strata) < 2 or not compared:
         return whole
     a = ev.alpha / len(compared)
-    parts = [
-        (prof, _latency_part(rule, dataclasses.replace(ev, alpha=a), policy, t, b, prof))
-        for prof, t, b in compared
-    ]
-    if any(r.verdict == BREACH for _, r in parts):
-        return whole  # a breach confirmed in a link type (or an inconclusive whole, kept)
-    within = "; within each profile: " + "; ".join(r.detail for _, r in parts)
-    ok = all(r.verdict == PASS for _, r in parts)
+    parts = [_latency_part(rule, dataclasses.replace(ev, alpha=a), policy, t, b, p) for p, t, b in compared]
+    if any(r.verdict == BREACH for r in parts):
+        return whole
+    within = "; within each profile: " + "; ".join(r.detail for r in parts)
     return dataclasses.replace(
-        whole,
-        verdict=PASS if ok else PENDING,
-        detail=("mix of link types only: " if whole.verdict == BREACH else "") + whole.detail + within,
+        whole, verdict=PENDING, detail="mix of link types only: " + whole.detail + within
     )
 
 

@@ -139,3 +139,13 @@ def test_a_regression_shown_within_a_link_type_still_breaches() -> None:
     ev = _latency_evidence(slower, {"always-on": FAST, "cellular": SLOW})
     r = evaluate_rule(LATENCY, ev, DEFAULT_POLICY)[0]
     assert r.verdict == BREACH and "mix" not in r.detail
+
+
+def test_profiles_that_pass_do_not_turn_an_inconclusive_whole_into_a_pass() -> None:
+    # one region's cellular devices twice as slow: inconclusive for the stage as a whole, while
+    # the cellular profile of all regions can pass; the stage must not PROCEED on the profiles
+    cell = SLOW[40:] + [2 * v for v in SLOW[:40]]
+    ev = _latency_evidence({"always-on": FAST, "cellular": cell}, {"always-on": FAST, "cellular": SLOW})
+    passing = tuple((p, b, b) for p, _, b in ev.latency_strata)  # every profile equal to its baseline
+    r = evaluate_rule(LATENCY, dataclasses.replace(ev, latency_strata=passing), DEFAULT_POLICY)[0]
+    assert r.verdict == PENDING and "mix" not in r.detail
