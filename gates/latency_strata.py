@@ -1,5 +1,5 @@
-"""Command latency per connectivity profile, for the within-profile comparison of
-:func:`gates.rules._latency`.
+"""Command latency per connectivity profile, which :func:`gates.standardize.standardize`
+weighs for :func:`gates.rules._latency`.
 
 Aggregates are keyed by the devices' full slice, which holds their connectivity profile, so the
 latency sketches of any cohort split by profile are sums of keys.
