@@ -41,16 +41,16 @@ def standardize(parts: Strata, min_baseline: int) -> Standardized | None:
     kept = [(p, t, b) for p, t, b in present if b is not None and b.count >= min_baseline]
     if not kept:
         return None
-    alpha = kept[0][1].alpha  # type: ignore[union-attr]
+    alpha = kept[0][1].alpha
     treated = DDSketch(alpha)
     for _, t, _ in kept:
         treated.merge(t)
     total = treated.count
-    n_eff = 1.0 / sum((t.count / total) ** 2 / b.count for _, t, b in kept)  # type: ignore[union-attr]
+    n_eff = 1.0 / sum((t.count / total) ** 2 / b.count for _, t, b in kept)
     baseline = DDSketch(alpha)
     for _, t, b in kept:
-        w = _SCALE * (t.count / total) / b.count  # type: ignore[union-attr]
-        for i, c in b.bins.items():  # type: ignore[union-attr]
+        w = _SCALE * (t.count / total) / b.count
+        for i, c in b.bins.items():
             n = round(c * w)
             if n:
                 baseline.bins[i] = baseline.bins.get(i, 0) + n
