@@ -12,7 +12,6 @@ changes.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,6 +19,8 @@ from gates.aggregates import VERSION_WIDE, CohortKey, WindowAggregate
 from gates.errors import SnapshotError
 from gates.events import Action, CohortHealth, Decision, DecisionSource, Reason, RolloutPlan, RolloutState
 from gates.health import cohort_health
+from gates.ids import decision_id
+from gates.latency_strata import stage_strata
 from gates.policy import GatePolicy
 from gates.rules import BREACH, PASS, PENDING, Evidence, awaits_outcomes, evaluate_rule
 from gates.serial import plan_from_dict, plan_to_dict
@@ -32,25 +33,9 @@ from gates.wire import WindowPartial
 
 __all__ = ["ENGINE_VERSION", "Decider", "StageState", "decision_id"]
 
-ENGINE_VERSION = "5"  # in every decision record: bumped whenever the same input can decide otherwise
+ENGINE_VERSION = "6"  # in every decision record: bumped whenever the same input can decide otherwise
 _EVALUATED = (RolloutState.ACTIVE, RolloutState.PAUSED)
 _NEG = -(2**62)
-
-
-def decision_id(
-    rollout_id: str,
-    stage: int,
-    window_end_ms: int,
-    action: Action,
-    policy_version: str,
-    slice_label: str = "",
-) -> str:
-    """Deterministic id: sha256 of (rollout, stage, window end, action, policy version[, slice
-    label]), 32 hex chars; the label is appended only for a slice, so stage ids never change."""
-    raw = f"{rollout_id}\x1f{stage}\x1f{window_end_ms}\x1f{action.value}\x1f{policy_version}"
-    if slice_label:
-        raw += f"\x1f{slice_label}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
 class Decider:
@@ -316,6 +301,9 @@ class Decider:
             if after.reports:
                 baseline.merge(after)
                 source = "pre-update+control"
+        wins = self.windows.get(rid, {})
+        # the same treated and baseline, latency split by link type (gates.rules._latency)
+        lat_strata = stage_strata(wins, lo, idx, stage, None if source == "control" else st, skip)
         min_base = max((r.min_samples for r in pol.rules), default=0)
         now = self._sum(rid, idx, idx, treated_pick, skip)
         all_treated = self._sum(rid, lo, idx, lambda k: not k.is_baseline and k.cohort != VERSION_WIDE)
@@ -346,6 +334,7 @@ class Decider:
             in_flight=now.in_flight,
             in_flight_until=now.in_flight_until,
             stage_devices=now.stage_devices,
+            latency_strata=lat_strata,
         )
         reasons: list[Reason] = []
         action = Action.PROCEED
@@ -353,7 +342,6 @@ class Decider:
         # a stage the rollout has moved past stays PROCEED unless a rule breaches: its control
         # population shrinks as later stages update, and "too few samples" is no news there
         passed = stage < plan.current_stage
-        wins = self.windows.get(rid, {})
         sliced = slice_evidence(pol, ev, st, wins, lo, idx, stage, source != "control", skip)
         scoped = SliceVerdicts(sliced) if pol.slice_action == "slice" else None
         for rule in pol.rules:
@@ -415,7 +403,7 @@ class Decider:
             out.append(self._decision(plan, stage, start, end, stop, why, lab, values))
         return out
 
-    def _decision(
+    def _decision(  # fmt: skip
         self,
         plan: RolloutPlan,
         stage: int,

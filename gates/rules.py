@@ -24,6 +24,7 @@ from gates.aggregates import WindowAggregate
 from gates.events import Reason
 from gates.policy import GatePolicy, Metric, Rule
 from gates.sketch import DDSketch
+from gates.standardize import standardize
 from gates.stats import normal_quantile, sequential_z, wilson_interval
 
 __all__ = ["BREACH", "PASS", "PENDING", "Evidence", "awaits_outcomes", "evaluate_rule"]
@@ -56,6 +57,9 @@ class Evidence:
     stage_devices: int = 0
     label: str = ""  # "@dim=value,..." of a slice, "" for the whole stage
     slice: tuple[tuple[str, str], ...] = ()  # the slice's (dimension, value) pairs, () for the stage
+    # command latency per connectivity profile, (profile, treated, baseline): latency is a property
+    # of the link, so it is compared within each link type (see _latency); () when not split
+    latency_strata: tuple[tuple[str, DDSketch | None, DDSketch | None], ...] = ()
     sequential: bool = True  # always-valid bounds; False: fixed-horizon (slices, under Holm)
 
     def bound_z(self, n: int, alpha: float | None = None) -> float:
@@ -214,18 +218,50 @@ def _rate(
 
 
 def _latency(rule: Rule, ev: Evidence, policy: GatePolicy) -> Reason:
-    s1 = ev.treated.latency or DDSketch(policy.sketch_alpha)
-    s0 = ev.baseline.latency or DDSketch(policy.sketch_alpha)
-    n1, n0, q, a = s1.count, s0.count, rule.quantile, policy.sketch_alpha
+    """A latency quantile against the baseline standardized to the treated mix of link types.
+
+    The quantile of a population that mixes link types sits in one link's mode or another's by
+    the mix: a model's baseline of the few devices that reported latency before the update
+    (only newer payloads carry it) can hold no cellular device while the updated ones do, and
+    the p95 moves three-fold with no link slower.  So the baseline's samples are reweighted,
+    profile by profile, to the treated side's mix (:func:`gates.standardize.standardize`),
+    and a profile the baseline has too few samples of is left out of both sides.  A regression
+    of one region's cellular devices still counts in full: only the mix is corrected.
+    """
+    std = standardize(ev.latency_strata, rule.min_samples) if rule.relative and ev.latency_strata else None
+    if std is None:
+        return _latency_part(rule, ev, policy, ev.treated.latency, ev.baseline.latency)
+    note = "; baseline weighted to the treated mix of connectivity profiles"
+    if std.left_out:
+        note += "; not compared (too few in the baseline): " + ", ".join(std.left_out)
+    return _latency_part(rule, ev, policy, std.treated, std.baseline, std.n_eff, note)
+
+
+def _latency_part(
+    rule: Rule,
+    ev: Evidence,
+    policy: GatePolicy,
+    treated: DDSketch | None,
+    baseline: DDSketch | None,
+    n0_eff: float | None = None,
+    note: str = "",
+) -> Reason:
+    """``n0_eff``: the baseline's effective sample size when its bins are weights (standardized)."""
+    s1 = treated or DDSketch(policy.sketch_alpha)
+    s0 = baseline or DDSketch(policy.sketch_alpha)
+    n1, q, a = s1.count, rule.quantile, policy.sketch_alpha
+    n0 = s0.count if n0_eff is None else n0_eff
     need = rule.required_samples(ev.exposed)
     metric = f"command_latency_p{round(q * 100)}"
     q1 = s1.quantile(q)
     if n1 < need or q1 is None:
         return _reason(rule, ev, PENDING, q1, None, n1, detail=f"needs {need} samples", metric=metric)
 
-    def bounds(s: DDSketch, zp: float | None = None) -> tuple[float, float]:
+    def bounds(s: DDSketch, zp: float | None = None, n_eff: float | None = None) -> tuple[float, float]:
+        # order-statistic interval: ranks n (q -/+ z sqrt(q (1 - q) / m)), m the sample's size
         n = s.count
-        spread = (ev.bound_z(n) if zp is None else zp) * math.sqrt(n * q * (1 - q))
+        m = n if n_eff is None else n_eff
+        spread = n * (ev.bound_z(round(m)) if zp is None else zp) * math.sqrt(q * (1 - q) / m)
         lo_v = s.value_at_rank(max(0, math.floor(n * q - spread) - 1)) or 0.0
         hi_v = s.value_at_rank(min(n - 1, math.ceil(n * q + spread))) or 0.0
         return lo_v * (1 - a), hi_v * (1 + a)
@@ -248,14 +284,16 @@ def _latency(rule: Rule, ev: Evidence, policy: GatePolicy) -> Reason:
             n1,
             lo1,
             hi1,
-            f"baseline needs {rule.min_samples} samples",
+            f"baseline needs {rule.min_samples} samples{note}",
             metric=metric,
         )
-    lo0, hi0 = bounds(s0)
-    detail = f"{q1 / q0:.3g}x baseline vs {rule.threshold:g} ({ev.baseline_source} baseline, n={n0})"
+    lo0, hi0 = bounds(s0, None, n0_eff)
+    detail = (
+        f"{q1 / q0:.3g}x baseline vs {rule.threshold:g} ({ev.baseline_source} baseline, n={round(n0)}){note}"
+    )
     if hi0 > 0 and lo1 / hi0 > rule.threshold:
         return _reason(rule, ev, BREACH, q1, q0, n1, lo1, hi1, detail, metric=metric)
-    plo0, phi1 = bounds(s0, ev.proceed_z)[0], bounds(s1, ev.proceed_z)[1]
+    plo0, phi1 = bounds(s0, ev.proceed_z, n0_eff)[0], bounds(s1, ev.proceed_z)[1]
     ok = plo0 > 0 and phi1 / plo0 <= rule.proceed_limit()
     return _reason(rule, ev, PASS if ok else PENDING, q1, q0, n1, lo1, hi1,
                    detail if ok else "inconclusive: " + detail, metric=metric)  # fmt: skip

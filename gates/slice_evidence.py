@@ -6,8 +6,10 @@ import dataclasses
 from collections.abc import Callable
 
 from gates.aggregates import CohortKey, WindowAggregate
+from gates.latency_strata import by_label, strata
 from gates.policy import GatePolicy
 from gates.rules import Evidence
+from gates.sketch import DDSketch
 from gates.slices import group, slice_specs, values_of
 from gates.stage_state import StageState, add_cum
 
@@ -83,6 +85,12 @@ def slice_evidence(
             group(((k, a) for k, a in st.pre_slices.items() if keep(k)), dims, b)
         group(cum.items(), dims, c)
         group(now.items(), dims, n)
+        lat_t: dict[str, dict[str, DDSketch]] = {}
+        lat_b: dict[str, dict[str, DDSketch]] = {}
+        by_label(treated.items(), dims, lat_t)
+        by_label(control.items(), dims, lat_b)
+        if pooled:
+            by_label(((k, a) for k, a in st.pre_slices.items() if keep(k)), dims, lat_b)
         members: dict[str, set[str]] = {}
         for k in stage_slices:
             members.setdefault(group_label(k, dims), set()).add(k)
@@ -107,6 +115,7 @@ def slice_evidence(
                     in_flight_until=na.in_flight_until,
                     stage_devices=na.stage_devices,
                     label=lab,
+                    latency_strata=strata(lat_t.get(lab, {}), lat_b.get(lab, {})),
                     slice=values_of(next(iter(who)), dims),
                 )
             )

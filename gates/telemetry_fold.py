@@ -118,14 +118,18 @@ class TelemetryFold(PartialBase):
             if agg is None:
                 agg = win[key] = WindowAggregate()
             agg.reports += 1  # as _count, inlined: the hot path
-            if ev.reconnects:
-                agg.reconnects += ev.reconnects
-            if ev.errors:
-                agg.errors += ev.errors
-            if ev.rebooted and (exp is None or (exp.healthy_at is not None and t > exp.healthy_at)):
-                # a device on the target reboots to apply it: only reboots after its first
-                # healthy report count (a device that never comes up healthy is a silence suspect)
-                agg.reboots += 1
+            # Counters since the previous report: on the target they count from the report after
+            # the device's first healthy one.  Until then they cover time on the previous version
+            # and the update itself: the reconnect that brought a sleeping or offline device its
+            # command, the reboot that applied it (a device never healthy is a silence suspect).
+            own = exp is None or (exp.healthy_at is not None and t > exp.healthy_at)
+            if own:
+                if ev.reconnects:
+                    agg.reconnects += ev.reconnects
+                if ev.errors:
+                    agg.errors += ev.errors
+                if ev.rebooted:
+                    agg.reboots += 1
             if ev.command_latency_ms is not None:
                 if agg.latency is None:
                     agg.latency = DDSketch(self.policy.sketch_alpha)

@@ -1,4 +1,4 @@
-"""Metric presence per device, the update's own reboot, and stages the rollout has passed.
+"""Metric presence per device, the update's own reboot and reconnect, and stages the rollout has passed.
 
 The fleet of tests/gates/sim.py, rewritten per test: half of the devices are old firmware
 speaking legacy JSON (no ``temp`` metric) before the update and Avro v2 after it, so the
@@ -65,6 +65,22 @@ def test_the_updates_own_reboot_is_not_a_reboot_regression() -> None:
     assert len(seen) > 50
     _, decisions = run(only("reboots"), events)
     assert not any("reboots" in breached(d) for d in decisions), actions(decisions)
+    assert any(d.action is Action.PROCEED for d in decisions if d.stage == 0)
+
+
+def test_the_reconnect_that_brought_the_update_is_not_a_reconnect_regression() -> None:
+    # every device's first report on the new firmware counts the reconnect (and the error) of the
+    # link that brought it the command: time before the update, in a counter since the last report
+    seen: set[str] = set()
+    events: list[object] = []
+    for ev in Fleet(faults=Faults()).events():
+        if isinstance(ev, Telemetry) and ev.firmware_version == NEW and ev.device_id not in seen:
+            seen.add(ev.device_id)
+            ev = dataclasses.replace(ev, reconnects=ev.reconnects + 1, errors=ev.errors + 1)
+        events.append(ev)
+    assert len(seen) > 50
+    _, decisions = run(only("reconnects", "errors"), events)
+    assert not any(breached(d) for d in decisions), actions(decisions)
     assert any(d.action is Action.PROCEED for d in decisions if d.stage == 0)
 
 

@@ -8,6 +8,7 @@ from gates.aggregates import WindowAggregate
 from gates.events import AckStatus, Action
 from gates.policy import DEFAULT_POLICY
 from gates.rules import BREACH, PASS, PENDING, Evidence, evaluate_rule
+from gates.sketch import DDSketch
 from gates.stats import normal_quantile, sequential_z
 from tests.gates.field import Field
 from tests.gates.test_clocks import run
@@ -100,3 +101,65 @@ def test_report_flood_breaches_and_a_normal_report_rate_passes() -> None:
     flood = evaluate_rule(rule, ev(50), DEFAULT_POLICY)[0]  # 10x the fleet's reports
     assert flood.verdict == BREACH and flood.metric == "report_rate"
     assert evaluate_rule(rule, ev(5), DEFAULT_POLICY)[0].verdict == PASS
+
+
+def _sketch(values: list[float]) -> DDSketch:
+    s = DDSketch(DEFAULT_POLICY.sketch_alpha)
+    for v in values:
+        s.add(v)
+    return s
+
+
+def _latency_evidence(treated: dict[str, list[float]], baseline: dict[str, list[float]]) -> Evidence:
+    t, b = WindowAggregate(), WindowAggregate()
+    t.latency = _sketch([v for vs in treated.values() for v in vs])
+    b.latency = _sketch([v for vs in baseline.values() for v in vs])
+    strata = tuple(
+        (p, _sketch(treated[p]), _sketch(baseline[p]) if p in baseline else None) for p in sorted(treated)
+    )
+    return dataclasses.replace(evidence(0, 0), treated=t, baseline=b, exposed=100, latency_strata=strata)
+
+
+LATENCY = next(r for r in DEFAULT_POLICY.rules if r.id == "latency-p95")
+FAST = [120.0 + (i % 60) for i in range(600)]  # an always-on link: p95 ~177 ms
+SLOW = [650.0 + 5 * (i % 70) for i in range(150)]  # a cellular link: p95 ~980 ms
+
+
+def test_a_p95_moved_by_the_mix_of_link_types_is_no_regression() -> None:
+    """Updated devices include cellular links the baseline (a model's few v2 devices) lacks."""
+    pooled = _latency_evidence({"always-on": FAST, "cellular": SLOW}, {"always-on": FAST})
+    r = evaluate_rule(LATENCY, pooled, DEFAULT_POLICY)[0]
+    assert r.verdict == PASS and "not compared (too few in the baseline): cellular" in r.detail
+    unsplit = dataclasses.replace(pooled, latency_strata=())
+    assert evaluate_rule(LATENCY, unsplit, DEFAULT_POLICY)[0].verdict == BREACH  # what the whole alone says
+
+
+def test_a_baseline_with_another_mix_is_weighted_to_the_treated_one() -> None:
+    # 40 % cellular after the update, 3 % before: the pooled p95 moves from the always-on mode to
+    # the cellular one with no link slower
+    few = {"always-on": FAST * 3, "cellular": SLOW[:60]}
+    many = {"always-on": FAST[:225], "cellular": SLOW}
+    ev = _latency_evidence(many, few)
+    assert (
+        evaluate_rule(LATENCY, dataclasses.replace(ev, latency_strata=()), DEFAULT_POLICY)[0].verdict
+        == BREACH
+    )
+    r = evaluate_rule(LATENCY, ev, DEFAULT_POLICY)[0]
+    assert r.verdict != BREACH and "weighted to the treated mix" in r.detail
+
+
+def test_a_regression_shown_within_a_link_type_still_breaches() -> None:
+    slower = {"always-on": [3 * v for v in FAST], "cellular": [3 * v for v in SLOW]}
+    ev = _latency_evidence(slower, {"always-on": FAST, "cellular": SLOW})
+    r = evaluate_rule(LATENCY, ev, DEFAULT_POLICY)[0]
+    assert r.verdict == BREACH
+
+
+def test_a_regression_of_one_link_type_breaches_whatever_the_mix() -> None:
+    # the cellular devices three times slower, and fewer of them in the baseline
+    ev = _latency_evidence(
+        {"always-on": FAST[:300], "cellular": [3 * v for v in SLOW]},
+        {"always-on": FAST, "cellular": SLOW[:60]},
+    )
+    r = evaluate_rule(LATENCY, ev, DEFAULT_POLICY)[0]
+    assert r.verdict == BREACH and "weighted to the treated mix" in r.detail
