@@ -20,8 +20,8 @@ from gates.errors import SnapshotError
 from gates.events import Action, CohortHealth, Decision, DecisionSource, Reason, RolloutPlan, RolloutState
 from gates.health import cohort_health
 from gates.ids import decision_id
-from gates.latency_strata import stage_strata
 from gates.policy import GatePolicy
+from gates.profile_strata import stage_strata
 from gates.rules import BREACH, PASS, PENDING, Evidence, awaits_outcomes, evaluate_rule
 from gates.serial import plan_from_dict, plan_to_dict
 from gates.slice_evidence import slice_evidence
@@ -302,8 +302,8 @@ class Decider:
                 baseline.merge(after)
                 source = "pre-update+control"
         wins = self.windows.get(rid, {})
-        # the same treated and baseline, latency split by link type (gates.rules._latency)
-        lat_strata = stage_strata(wins, lo, idx, stage, None if source == "control" else st, skip)
+        # the same treated and baseline split by link type (gates.standardize)
+        profiles = stage_strata(wins, lo, idx, stage, None if source == "control" else st, skip)
         min_base = max((r.min_samples for r in pol.rules), default=0)
         now = self._sum(rid, idx, idx, treated_pick, skip)
         all_treated = self._sum(rid, lo, idx, lambda k: not k.is_baseline and k.cohort != VERSION_WIDE)
@@ -334,7 +334,7 @@ class Decider:
             in_flight=now.in_flight,
             in_flight_until=now.in_flight_until,
             stage_devices=now.stage_devices,
-            latency_strata=lat_strata,
+            profiles=profiles,
         )
         reasons: list[Reason] = []
         action = Action.PROCEED

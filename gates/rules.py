@@ -18,13 +18,14 @@ breach is pending, unless the policy accepts that share in flight.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gates.aggregates import WindowAggregate
 from gates.events import Reason
 from gates.policy import GatePolicy, Metric, Rule
 from gates.sketch import DDSketch
-from gates.standardize import standardize
+from gates.standardize import standardize, standardize_rate
 from gates.stats import normal_quantile, sequential_z, wilson_interval
 
 __all__ = ["BREACH", "PASS", "PENDING", "Evidence", "awaits_outcomes", "evaluate_rule"]
@@ -57,9 +58,10 @@ class Evidence:
     stage_devices: int = 0
     label: str = ""  # "@dim=value,..." of a slice, "" for the whole stage
     slice: tuple[tuple[str, str], ...] = ()  # the slice's (dimension, value) pairs, () for the stage
-    # command latency per connectivity profile, (profile, treated, baseline): latency is a property
-    # of the link, so it is compared within each link type (see _latency); () when not split
-    latency_strata: tuple[tuple[str, DDSketch | None, DDSketch | None], ...] = ()
+    # treated and baseline per connectivity profile, (profile, treated, baseline): latency and the
+    # per-hour rates are properties of the link, so their baseline is weighted to the treated mix
+    # of profiles (gates.standardize); () when not split
+    profiles: tuple[tuple[str, WindowAggregate, WindowAggregate | None], ...] = ()
     sequential: bool = True  # always-valid bounds; False: fixed-horizon (slices, under Holm)
 
     def bound_z(self, n: int, alpha: float | None = None) -> float:
@@ -171,10 +173,13 @@ def _rate(
     policy: GatePolicy,
     x1: int,
     dev_windows1: int,
-    x0: int,
-    dev_windows0: int,
+    x0: float,
+    dev_windows0: float,
     reports1: int,
+    note: str = "",
 ) -> Reason:
+    """Events per device-hour; ``x0``, ``dev_windows0`` may be a standardized baseline's
+    equivalents (same rate and relative variance as the weighted baseline)."""
     e1 = dev_windows1 * ev.window_ms / _HOUR_MS
     e0 = dev_windows0 * ev.window_ms / _HOUR_MS
     need = rule.required_samples(ev.exposed)
@@ -203,7 +208,7 @@ def _rate(
     ratio = obs / base if base else (math.inf if obs else 0.0)
     detail = (
         f"rate ratio {ratio:.3g} [{lo:.3g}, {hi:.3g}] vs {rule.threshold:g} "
-        f"({ev.baseline_source} baseline, n={dev_windows0})"
+        f"({ev.baseline_source} baseline, n={round(dev_windows0)}){note}"
     )
     if lo > rule.threshold:
         return _reason(rule, ev, BREACH, obs, base, dev_windows1, lo, hi, detail)
@@ -217,6 +222,41 @@ def _rate(
                    detail if ok else "inconclusive: " + detail)  # fmt: skip
 
 
+_RATE_COUNTS = {
+    Metric.RECONNECT_RATE: lambda a: a.reconnects,
+    Metric.REPORT_RATE: lambda a: a.reports,
+    Metric.ERROR_RATE: lambda a: a.errors,
+}
+
+
+def _link_rate(
+    rule: Rule, ev: Evidence, policy: GatePolicy, count: Callable[[WindowAggregate], int]
+) -> Reason:
+    """A per-device-hour rate against the baseline standardized to the treated mix of link types.
+
+    How often a device reconnects, errs or reports depends on its link: a flaky cellular device
+    reconnects many times as often as an always-on one.  A baseline of another mix (a first
+    stage's pre-update fleet segments against a stage of flaky cellular devices only, measured
+    at 3.4x with 1.7x within the profile) compares mixes; so the baseline's rate is the treated
+    side's expected count at the baseline's rate of each profile
+    (:func:`gates.standardize.standardize_rate`), profiles with too little baseline left out.
+    """
+    t, b = ev.treated, ev.baseline
+    std = None
+    if rule.relative and ev.profiles:
+        parts = tuple(
+            (p, count(ta), ta.reporting, ta.reports, (count(ba), ba.reporting) if ba is not None else None)
+            for p, ta, ba in ev.profiles
+        )
+        std = standardize_rate(parts, rule.min_samples)
+    if std is None:
+        return _rate(rule, ev, policy, count(t), t.reporting, count(b), b.reporting, t.reports)
+    note = "; baseline weighted to the treated mix of connectivity profiles"
+    if std.left_out:
+        note += "; not compared (too few in the baseline): " + ", ".join(std.left_out)
+    return _rate(rule, ev, policy, std.x1, std.n1, std.x0, std.n0, std.reports1, note)
+
+
 def _latency(rule: Rule, ev: Evidence, policy: GatePolicy) -> Reason:
     """A latency quantile against the baseline standardized to the treated mix of link types.
 
@@ -228,7 +268,8 @@ def _latency(rule: Rule, ev: Evidence, policy: GatePolicy) -> Reason:
     and a profile the baseline has too few samples of is left out of both sides.  A regression
     of one region's cellular devices still counts in full: only the mix is corrected.
     """
-    std = standardize(ev.latency_strata, rule.min_samples) if rule.relative and ev.latency_strata else None
+    sketches = tuple((p, t.latency, b.latency if b is not None else None) for p, t, b in ev.profiles)
+    std = standardize(sketches, rule.min_samples) if rule.relative and sketches else None
     if std is None:
         return _latency_part(rule, ev, policy, ev.treated.latency, ev.baseline.latency)
     note = "; baseline weighted to the treated mix of connectivity profiles"
@@ -342,12 +383,8 @@ def evaluate_rule(rule: Rule, ev: Evidence, policy: GatePolicy) -> list[Reason]:
         x1, x0 = ev.decode_treated.decode_errors, ev.decode_baseline.decode_errors
         n1, n0 = x1 + ev.treated_reports, x0 + ev.baseline_reports
         return [_proportion(rule, ev, policy, x1, n1, x0, n0, source=ev.decode_baseline_source)]
-    if m is Metric.RECONNECT_RATE:
-        return [_rate(rule, ev, policy, t.reconnects, t.reporting, b.reconnects, b.reporting, t.reports)]
-    if m is Metric.REPORT_RATE:
-        return [_rate(rule, ev, policy, t.reports, t.reporting, b.reports, b.reporting, t.reports)]
-    if m is Metric.ERROR_RATE:
-        return [_rate(rule, ev, policy, t.errors, t.reporting, b.errors, b.reporting, t.reports)]
+    if m in _RATE_COUNTS:
+        return [_link_rate(rule, ev, policy, _RATE_COUNTS[m])]
     if m is Metric.COMMAND_LATENCY:
         return [_latency(rule, ev, policy)]
     if m is Metric.TELEMETRY_CONTINUITY:

@@ -6,10 +6,9 @@ import dataclasses
 from collections.abc import Callable
 
 from gates.aggregates import CohortKey, WindowAggregate
-from gates.latency_strata import by_label, strata
 from gates.policy import GatePolicy
+from gates.profile_strata import by_label, strata
 from gates.rules import Evidence
-from gates.sketch import DDSketch
 from gates.slices import group, slice_specs, values_of
 from gates.stage_state import StageState, add_cum
 
@@ -85,12 +84,12 @@ def slice_evidence(
             group(((k, a) for k, a in st.pre_slices.items() if keep(k)), dims, b)
         group(cum.items(), dims, c)
         group(now.items(), dims, n)
-        lat_t: dict[str, dict[str, DDSketch]] = {}
-        lat_b: dict[str, dict[str, DDSketch]] = {}
-        by_label(treated.items(), dims, lat_t)
-        by_label(control.items(), dims, lat_b)
+        prof_t: dict[str, dict[str, WindowAggregate]] = {}
+        prof_b: dict[str, dict[str, WindowAggregate]] = {}
+        by_label(treated.items(), dims, prof_t)
+        by_label(control.items(), dims, prof_b)
         if pooled:
-            by_label(((k, a) for k, a in st.pre_slices.items() if keep(k)), dims, lat_b)
+            by_label(((k, a) for k, a in st.pre_slices.items() if keep(k)), dims, prof_b)
         members: dict[str, set[str]] = {}
         for k in stage_slices:
             members.setdefault(group_label(k, dims), set()).add(k)
@@ -115,7 +114,7 @@ def slice_evidence(
                     in_flight_until=na.in_flight_until,
                     stage_devices=na.stage_devices,
                     label=lab,
-                    latency_strata=strata(lat_t.get(lab, {}), lat_b.get(lab, {})),
+                    profiles=strata(prof_t.get(lab, {}), prof_b.get(lab, {})),
                     slice=values_of(next(iter(who)), dims),
                 )
             )

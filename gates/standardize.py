@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from gates.sketch import DDSketch
 
-__all__ = ["Standardized", "Strata", "standardize"]
+__all__ = ["RateParts", "Standardized", "StandardizedRate", "Strata", "standardize", "standardize_rate"]
 
 Strata = tuple[tuple[str, DDSketch | None, DDSketch | None], ...]  # (profile, treated, baseline)
 _SCALE = 1_000_000  # weights as integer bin counts: rounding moves a quantile by < 1e-4 of a rank
@@ -57,3 +57,52 @@ def standardize(parts: Strata, min_baseline: int) -> Standardized | None:
                 baseline.count += n
     left = tuple(p for p, _, b in present if b is None or b.count < min_baseline)
     return Standardized(treated, baseline, n_eff, left)
+
+
+@dataclass(frozen=True)
+class StandardizedRate:
+    """Treated counts of the profiles compared, and a baseline with the weighted baseline's rate
+    and relative variance, as counts: ``x0 + 0.5`` events over ``n0`` device-windows."""
+
+    x1: int
+    n1: int  # reporting device-windows
+    reports1: int
+    x0: float
+    n0: float
+    left_out: tuple[str, ...]
+
+
+# (profile, treated events, treated device-windows, treated reports, (baseline events, device-windows))
+RateParts = tuple[tuple[str, int, int, int, tuple[int, int] | None], ...]
+
+
+def standardize_rate(parts: RateParts, min_baseline: int) -> StandardizedRate | None:
+    """Indirect standardization of a per-device-hour rate by connectivity profile.
+
+    The baseline's rate becomes the treated side's expected count at each profile's baseline rate,
+    ``E = sum(n1_p * r0_p)``, with variance ``sum((n1_p / n0_p)^2 x0_p)``; one profile gives back
+    the plain baseline.  A profile with fewer than ``min_baseline`` baseline device-windows is left
+    out of both sides.  The 0.5 continuity correction is shared out by baseline size.
+    """
+    present = [(p, x1, n1, r1, b) for p, x1, n1, r1, b in parts if n1 > 0]
+    kept = [(p, x1, n1, r1, b) for p, x1, n1, r1, b in present if b is not None and b[1] >= min_baseline]
+    if not kept:
+        return None
+    total0 = sum(b[1] for *_, b in kept if b is not None)
+    n1 = sum(n for _, _, n, _, _ in kept)
+    expected = variance = 0.0
+    for _, _, n, _, b in kept:
+        assert b is not None
+        x0 = b[0] + 0.5 * b[1] / total0
+        expected += n * x0 / b[1]
+        variance += (n / b[1]) ** 2 * x0
+    eq = expected * expected / variance  # events of a plain baseline with that relative variance
+    left = tuple(p for p, *_, b in present if b is None or b[1] < min_baseline)
+    return StandardizedRate(
+        x1=sum(x for _, x, _, _, _ in kept),
+        n1=n1,
+        reports1=sum(r for _, _, _, r, _ in kept),
+        x0=max(0.0, eq - 0.5),
+        n0=eq * n1 / expected,
+        left_out=left,
+    )

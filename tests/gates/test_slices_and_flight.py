@@ -110,14 +110,20 @@ def _sketch(values: list[float]) -> DDSketch:
     return s
 
 
+def _with_latency(values: list[float]) -> WindowAggregate:
+    a = WindowAggregate()
+    a.latency = _sketch(values)
+    return a
+
+
 def _latency_evidence(treated: dict[str, list[float]], baseline: dict[str, list[float]]) -> Evidence:
-    t, b = WindowAggregate(), WindowAggregate()
-    t.latency = _sketch([v for vs in treated.values() for v in vs])
-    b.latency = _sketch([v for vs in baseline.values() for v in vs])
-    strata = tuple(
-        (p, _sketch(treated[p]), _sketch(baseline[p]) if p in baseline else None) for p in sorted(treated)
+    t = _with_latency([v for vs in treated.values() for v in vs])
+    b = _with_latency([v for vs in baseline.values() for v in vs])
+    profiles = tuple(
+        (p, _with_latency(treated[p]), _with_latency(baseline[p]) if p in baseline else None)
+        for p in sorted(treated)
     )
-    return dataclasses.replace(evidence(0, 0), treated=t, baseline=b, exposed=100, latency_strata=strata)
+    return dataclasses.replace(evidence(0, 0), treated=t, baseline=b, exposed=100, profiles=profiles)
 
 
 LATENCY = next(r for r in DEFAULT_POLICY.rules if r.id == "latency-p95")
@@ -130,7 +136,7 @@ def test_a_p95_moved_by_the_mix_of_link_types_is_no_regression() -> None:
     pooled = _latency_evidence({"always-on": FAST, "cellular": SLOW}, {"always-on": FAST})
     r = evaluate_rule(LATENCY, pooled, DEFAULT_POLICY)[0]
     assert r.verdict == PASS and "not compared (too few in the baseline): cellular" in r.detail
-    unsplit = dataclasses.replace(pooled, latency_strata=())
+    unsplit = dataclasses.replace(pooled, profiles=())
     assert evaluate_rule(LATENCY, unsplit, DEFAULT_POLICY)[0].verdict == BREACH  # what the whole alone says
 
 
@@ -140,10 +146,7 @@ def test_a_baseline_with_another_mix_is_weighted_to_the_treated_one() -> None:
     few = {"always-on": FAST * 3, "cellular": SLOW[:60]}
     many = {"always-on": FAST[:225], "cellular": SLOW}
     ev = _latency_evidence(many, few)
-    assert (
-        evaluate_rule(LATENCY, dataclasses.replace(ev, latency_strata=()), DEFAULT_POLICY)[0].verdict
-        == BREACH
-    )
+    assert evaluate_rule(LATENCY, dataclasses.replace(ev, profiles=()), DEFAULT_POLICY)[0].verdict == BREACH
     r = evaluate_rule(LATENCY, ev, DEFAULT_POLICY)[0]
     assert r.verdict != BREACH and "weighted to the treated mix" in r.detail
 
@@ -162,4 +165,44 @@ def test_a_regression_of_one_link_type_breaches_whatever_the_mix() -> None:
         {"always-on": FAST, "cellular": SLOW[:60]},
     )
     r = evaluate_rule(LATENCY, ev, DEFAULT_POLICY)[0]
+    assert r.verdict == BREACH and "weighted to the treated mix" in r.detail
+
+
+RECONNECTS = next(r for r in DEFAULT_POLICY.rules if r.id == "reconnects")
+
+
+def _counts(reconnects: int, reporting: int) -> WindowAggregate:
+    a = WindowAggregate()
+    a.reconnects, a.reporting, a.reports = reconnects, reporting, reporting
+    return a
+
+
+def _rate_evidence(treated: dict[str, tuple[int, int]], baseline: dict[str, tuple[int, int]]) -> Evidence:
+    t = _counts(sum(x for x, _ in treated.values()), sum(n for _, n in treated.values()))
+    b = _counts(sum(x for x, _ in baseline.values()), sum(n for _, n in baseline.values()))
+    profiles = tuple(
+        (p, _counts(*treated[p]), _counts(*baseline[p]) if p in baseline else None) for p in sorted(treated)
+    )
+    return dataclasses.replace(evidence(0, 0), treated=t, baseline=b, exposed=500, profiles=profiles)
+
+
+def test_a_reconnect_rate_moved_by_the_mix_of_link_types_is_no_regression() -> None:
+    # a stage of flaky cellular devices only (2 % of reports reconnect) against a baseline that is
+    # mostly always-on (0.1 %): stage-wide 3.5x, within the link type the same rate
+    ev = _rate_evidence(
+        {"flaky-cellular": (200, 10_000)}, {"always-on": (15, 15_000), "flaky-cellular": (100, 5000)}
+    )
+    assert (
+        evaluate_rule(RECONNECTS, dataclasses.replace(ev, profiles=()), DEFAULT_POLICY)[0].verdict == BREACH
+    )
+    r = evaluate_rule(RECONNECTS, ev, DEFAULT_POLICY)[0]
+    assert r.verdict == PASS and "weighted to the treated mix" in r.detail
+
+
+def test_a_reconnect_regression_within_a_link_type_breaches() -> None:
+    ev = _rate_evidence(
+        {"always-on": (50, 15_000), "flaky-cellular": (600, 10_000)},
+        {"always-on": (15, 15_000), "flaky-cellular": (100, 5000)},
+    )
+    r = evaluate_rule(RECONNECTS, ev, DEFAULT_POLICY)[0]
     assert r.verdict == BREACH and "weighted to the treated mix" in r.detail

@@ -1,8 +1,9 @@
-"""Command latency per connectivity profile, which :func:`gates.standardize.standardize`
-weighs for :func:`gates.rules._latency`.
+"""A cohort's aggregates per connectivity profile, which the rules on link-dependent metrics
+(latency, reconnect, error and report rates) weigh to the treated side's mix of profiles
+(:mod:`gates.standardize`).
 
 Aggregates are keyed by the devices' full slice, which holds their connectivity profile, so the
-latency sketches of any cohort split by profile are sums of keys.
+aggregates of any cohort split by profile are sums of keys.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from gates.aggregates import KNOWN_SEP, VERSION_WIDE, CohortKey, WindowAggregate
-from gates.sketch import DDSketch
 from gates.slices import DIM_POSITION, label_of
 from gates.stage_state import StageState
 
 __all__ = ["Strata", "by_label", "by_profile", "stage_strata", "strata", "window_parts"]
 
 _PROFILE = DIM_POSITION["connectivity_profile"]
-Strata = tuple[tuple[str, DDSketch | None, DDSketch | None], ...]
+Strata = tuple[tuple[str, WindowAggregate, WindowAggregate | None], ...]  # (profile, treated, baseline)
 Windows = dict[int, dict[CohortKey, WindowAggregate]]
 
 
@@ -32,37 +32,35 @@ def window_parts(
     """(full slice key, aggregate) of the keys ``pick`` selects in windows ``lo..hi``."""
     for i in range(lo, hi + 1):
         for key, agg in wins.get(i, {}).items():
-            if agg.latency is not None and pick(key):
+            if pick(key):
                 yield key.slice, agg
 
 
 def by_profile(
-    parts: Iterable[tuple[str, WindowAggregate]], into: dict[str, DDSketch] | None = None
-) -> dict[str, DDSketch]:
-    """Latency sketches per connectivity profile of ``parts``."""
-    out: dict[str, DDSketch] = {} if into is None else into
+    parts: Iterable[tuple[str, WindowAggregate]], into: dict[str, WindowAggregate] | None = None
+) -> dict[str, WindowAggregate]:
+    """The sum of ``parts`` per connectivity profile."""
+    out: dict[str, WindowAggregate] = {} if into is None else into
     for slice_key, agg in parts:
-        lat = agg.latency
-        if lat is None or not lat.count:
-            continue
         p = _profile(slice_key)
         mine = out.get(p)
         if mine is None:
-            mine = out[p] = DDSketch(lat.alpha)
-        mine.merge(lat)
+            mine = out[p] = WindowAggregate()
+        mine.merge(agg)
     return out
 
 
 def by_label(
-    parts: Iterable[tuple[str, WindowAggregate]], dims: tuple[str, ...], into: dict[str, dict[str, DDSketch]]
+    parts: Iterable[tuple[str, WindowAggregate]],
+    dims: tuple[str, ...],
+    into: dict[str, dict[str, WindowAggregate]],
 ) -> None:
-    """Latency sketches per (slice label along ``dims``, connectivity profile)."""
+    """The sum of ``parts`` per (slice label along ``dims``, connectivity profile)."""
     for slice_key, agg in parts:
-        if agg.latency is not None and agg.latency.count:
-            by_profile([(slice_key, agg)], into.setdefault(label_of(slice_key, dims), {}))
+        by_profile([(slice_key, agg)], into.setdefault(label_of(slice_key, dims), {}))
 
 
-def strata(treated: dict[str, DDSketch], baseline: dict[str, DDSketch]) -> Strata:
+def strata(treated: dict[str, WindowAggregate], baseline: dict[str, WindowAggregate]) -> Strata:
     return tuple((p, treated[p], baseline.get(p)) for p in sorted(treated))
 
 
@@ -74,7 +72,7 @@ def stage_strata(
     pooled: StageState | None,
     skip: Callable[[str], bool] | None,
 ) -> Strata:
-    """The stage's treated and baseline latency per profile over windows ``lo..idx``, as the
+    """The stage's treated and baseline aggregates per profile over windows ``lo..idx``, as the
     decider sums them: the control's windows, or (``pooled``: that stage's state) its pre-update
     slices with the control windows since its first exposure; slices ``skip`` names left out."""
 
@@ -84,7 +82,7 @@ def stage_strata(
     def control(k: CohortKey) -> bool:
         return k.is_baseline and k.cohort != VERSION_WIDE and bool(k.cohort >> stage & 1)
 
-    base: dict[str, DDSketch] = {}
+    base: dict[str, WindowAggregate] = {}
     first = lo
     if pooled is not None:
         by_profile(((k, a) for k, a in pooled.pre_slices.items() if skip is None or not skip(k)), base)
