@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from gates.events import (
     Ack,
@@ -98,26 +98,36 @@ def ack(cmd: DeviceCommand, status: AckStatus, error_code: str | None = None) ->
 
 
 class TopicReader:
-    """Reads a topic from the beginning with its own group; keeps everything it has seen."""
+    """Reads a topic from the beginning (every partition assigned, no group); keeps everything
+    it has seen."""
 
     def __init__(self, settings: Settings, name: str) -> None:
         self.consumer = Consumer(
             settings.kafka_client_config()
-            | {
-                "group.id": f"reader-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
+            | {"group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False}
         )
-        self.consumer.subscribe([settings.topic(name)])
+        topic = settings.topic(name)
+        parts = self.consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        self.tps = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(parts)]
+        self.consumer.assign(self.tps)
         self.decoder = Decoder(OUTPUT)
         self.records: list[Any] = []
         self.partitions: dict[str, set[int]] = {}
 
-    def poll(self, seconds: float = 0.3) -> list[Any]:
+    def _caught_up(self, ends: dict[int, int]) -> bool:
+        done = {tp.partition: tp.offset for tp in self.consumer.position(self.tps)}
+        return all(end == 0 or done[p] >= end for p, end in ends.items())
+
+    def poll(self, seconds: float = 0.3, cap_s: float = 60.0) -> list[Any]:
+        """Everything written before the call (read to the end offsets as of now, waiting up to
+        ``cap_s`` on a loaded machine), and whatever arrives within ``seconds``."""
+        ends = {
+            tp.partition: self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1]
+            for tp in self.tps
+        }
         new: list[Any] = []
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        start = time.monotonic()
+        while True:
             msgs = self.consumer.consume(500, timeout=0.1)
             for m in msgs:
                 if m.error() is not None:
@@ -128,6 +138,10 @@ class TopicReader:
                     new.append(r)
                     if isinstance(r, DeviceCommand):
                         self.partitions.setdefault(r.device_id, set()).add(m.partition())
+            waited = time.monotonic() - start
+            if waited >= seconds and not msgs and self._caught_up(ends):
+                break
+            assert waited < cap_s, f"not read to the end offsets {ends} in {cap_s} s"
         self.records.extend(new)
         return new
 
