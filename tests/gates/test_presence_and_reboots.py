@@ -8,6 +8,7 @@ baseline mixes payload generations the way a real fleet does.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from gates.events import Action, DeviceCommand, RolloutPlan, SourceFormat, Telemetry
 from tests.gates.sim import NEW, Faults, Fleet, actions, breached, only, plan, run
@@ -53,16 +54,22 @@ def test_metric_a_device_never_sent_is_not_expected_of_it() -> None:
     assert any(d.action is Action.PROCEED for d in decisions if d.stage == 0)
 
 
-def test_the_updates_own_reboot_is_not_a_reboot_regression() -> None:
-    # every device's first report on the new firmware carries the reboot flag (the update itself)
+def _first_reports_on_new(change: Callable[[Telemetry], Telemetry]) -> list[object]:
+    """The fleet's events with ``change`` applied to each device's first report on the new firmware."""
     seen: set[str] = set()
     events: list[object] = []
     for ev in Fleet(faults=Faults()).events():
         if isinstance(ev, Telemetry) and ev.firmware_version == NEW and ev.device_id not in seen:
             seen.add(ev.device_id)
-            ev = dataclasses.replace(ev, rebooted=True)
+            ev = change(ev)
         events.append(ev)
     assert len(seen) > 50
+    return events
+
+
+def test_the_updates_own_reboot_is_not_a_reboot_regression() -> None:
+    # every device's first report on the new firmware carries the reboot flag (the update itself)
+    events = _first_reports_on_new(lambda ev: dataclasses.replace(ev, rebooted=True))
     _, decisions = run(only("reboots"), events)
     assert not any("reboots" in breached(d) for d in decisions), actions(decisions)
     assert any(d.action is Action.PROCEED for d in decisions if d.stage == 0)
@@ -71,14 +78,9 @@ def test_the_updates_own_reboot_is_not_a_reboot_regression() -> None:
 def test_the_reconnect_that_brought_the_update_is_not_a_reconnect_regression() -> None:
     # every device's first report on the new firmware counts the reconnect (and the error) of the
     # link that brought it the command: time before the update, in a counter since the last report
-    seen: set[str] = set()
-    events: list[object] = []
-    for ev in Fleet(faults=Faults()).events():
-        if isinstance(ev, Telemetry) and ev.firmware_version == NEW and ev.device_id not in seen:
-            seen.add(ev.device_id)
-            ev = dataclasses.replace(ev, reconnects=ev.reconnects + 1, errors=ev.errors + 1)
-        events.append(ev)
-    assert len(seen) > 50
+    events = _first_reports_on_new(
+        lambda ev: dataclasses.replace(ev, reconnects=ev.reconnects + 1, errors=ev.errors + 1)
+    )
     _, decisions = run(only("reconnects", "errors"), events)
     assert not any(breached(d) for d in decisions), actions(decisions)
     assert any(d.action is Action.PROCEED for d in decisions if d.stage == 0)
