@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services stop status topics browser monitoring asyncapi test test-unit demo lint format bench clean
+.PHONY: help venv pure services stop status topics browser monitoring asyncapi test test-unit demo lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,7 +29,22 @@ $(NATIVE_STAMP): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.t
 	  touch $@; \
 	else echo "fleetgate: no cargo, so the native decoder is not built (pure Python runs); to enable it install Rust (https://rustup.rs) and rerun make venv"; fi
 
-venv: $(STAMP) $(NATIVE_STAMP) ## create the virtualenv, install fleetgate with its dev tools (and the native decoder if cargo is present)
+# The compiled fold (gates/compiled.py lists the modules): mypyc compiles them in place, next to
+# their sources, when a C compiler is present; without one the same sources run interpreted.
+# Rebuilt whenever a gates/ source changes (tests/conftest.py refuses a stale build).
+FOLD_STAMP := $(VENV)/.fold
+$(FOLD_STAMP): $(STAMP) setup.py $(wildcard gates/*.py)
+	@rm -f gates/*.so
+	@if $(BIN)/python -c 'import shutil, sys, sysconfig; sys.exit(not shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]))'; then \
+	  mkdir -p .cache; \
+	  if FLEETGATE_COMPILE=1 $(BIN)/python setup.py -q build_ext --inplace >.cache/fold-build.log 2>&1; then touch gates/*.so $@; \
+	  else rm -f gates/*.so; echo "fleetgate: the fold did not compile (see .cache/fold-build.log); the pure-Python fold runs"; fi; \
+	else echo "fleetgate: no C compiler, so the fold is not compiled (pure Python runs); to enable it install gcc and rerun make venv"; fi
+
+venv: $(STAMP) $(NATIVE_STAMP) $(FOLD_STAMP) ## create the virtualenv, install fleetgate with its dev tools (and the compiled fold and native decoder when a C compiler and cargo are present)
+
+pure: ## remove the compiled fold: the same gates/ sources run interpreted (until the next make venv)
+	rm -f gates/*.so $(FOLD_STAMP)
 
 services: ## start local Kafka (KRaft, Maven jars) and Redis; idempotent
 	scripts/services.sh start
@@ -94,4 +109,4 @@ bench: venv services topics ## run every benchmark (prints figures; not part of 
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean: stop ## stop services and remove caches, data and the virtualenv
-	rm -rf .cache $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .cache $(VENV) .pytest_cache .mypy_cache .ruff_cache build gates/*.so

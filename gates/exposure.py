@@ -6,7 +6,7 @@ from gates.aggregates import VERSION_WIDE
 from gates.clock import corrected
 from gates.devices import CLEARED, COUNTED
 from gates.events import Ack, AckStatus, CommandKind, DecodeErrorCount, DeviceCommand
-from gates.partial_base import PartialBase
+from gates.telemetry_fold import TelemetryFold
 
 __all__ = ["ExposureFold"]
 
@@ -15,7 +15,7 @@ def _min(a: int | None, b: int) -> int:
     return b if a is None or b < a else a
 
 
-class ExposureFold(PartialBase):
+class ExposureFold(TelemetryFold):
     def _ack(self, ev: Ack) -> None:
         dev = self._device(ev.device_id)
         t, skewed = corrected(dev, ev.event_time_ms, ev.ingest_time_ms, self._skew)

@@ -11,13 +11,13 @@ import math
 
 from gates.aggregates import CohortKey, WindowAggregate
 from gates.devices import CLEARED, COUNTED, PENDING
-from gates.partial_base import PartialBase
+from gates.exposure import ExposureFold
 from gates.wire import WindowPartial
 
 __all__ = ["Flush"]
 
 
-class Flush(PartialBase):
+class Flush(ExposureFold):
     def flush(self, watermark_ms: int) -> list[WindowPartial]:
         """Close the windows ending at or before ``watermark_ms`` and emit their partials."""
         new_closed = watermark_ms // self._w

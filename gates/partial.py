@@ -9,14 +9,16 @@ becomes a new delta for that window, marked late, on the next flush.
 
 The fold is split by concern: :mod:`gates.telemetry_fold` (reports),
 :mod:`gates.exposure` (commands, acks), :mod:`gates.flush` (window ends), on the shared
-state of :mod:`gates.partial_base`.
+state of :mod:`gates.partial_base`.  The parts stack in one line of single inheritance
+(base, telemetry, exposure, flush) because mypyc, which compiles them (see
+:mod:`gates.compiled`), supports no other kind.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from gates.aggregates import KNOWN_SEP, WindowAggregate
 from gates.cohorts import attribute_tuple
@@ -29,33 +31,37 @@ from gates.events import (
     RolloutPlan,
     Telemetry,
 )
-from gates.exposure import ExposureFold
 from gates.flush import Flush
 from gates.policy import GatePolicy
-from gates.telemetry_fold import TelemetryFold
 
 __all__ = ["DeviceState", "Exposure", "PartialAggregator"]
 
 
-class PartialAggregator(TelemetryFold, ExposureFold, Flush):
+class PartialAggregator(Flush):
     """Per-partition fold: ``step(events)`` then ``flush(watermark_ms) -> list[WindowPartial]``."""
 
     def step(self, events: Iterable[object]) -> None:
         """Fold a batch of canonical events into the partial state."""
         for ev in events:
-            self.events_in += 1
-            if isinstance(ev, Telemetry):
-                self._telemetry(ev)
-            elif isinstance(ev, Ack):
-                self._ack(ev)
-            elif isinstance(ev, DeviceCommand):
-                self._command(ev)
-            elif isinstance(ev, DeviceAttributes):
-                self._attributes(ev)
-            elif isinstance(ev, RolloutPlan):
-                self.observe_plan(ev)
-            elif isinstance(ev, DecodeErrorCount):
-                self._decode(ev)
+            self.fold(ev)
+
+    def fold(self, ev: object) -> None:
+        """Fold one canonical event (an exact record type of :mod:`gates.events`; others are
+        counted and ignored)."""
+        self.events_in += 1
+        tp = type(ev)
+        if tp is Telemetry:
+            self._telemetry(cast(Telemetry, ev))
+        elif tp is Ack:
+            self._ack(cast(Ack, ev))
+        elif tp is DeviceCommand:
+            self._command(cast(DeviceCommand, ev))
+        elif tp is DeviceAttributes:
+            self._attributes(cast(DeviceAttributes, ev))
+        elif tp is RolloutPlan:
+            self.observe_plan(cast(RolloutPlan, ev))
+        elif tp is DecodeErrorCount:
+            self._decode(cast(DecodeErrorCount, ev))
 
     def _attributes(self, ev: DeviceAttributes) -> None:
         dev = self.devices.get(ev.device_id)

@@ -10,6 +10,7 @@ from gates.devices import DeviceState, Exposure
 from gates.events import RolloutPlan
 from gates.policy import GatePolicy, Profile
 from gates.segments import SegmentHistory
+from gates.sketch import DDSketch
 
 __all__ = ["PartialBase"]
 
@@ -26,6 +27,8 @@ class PartialBase:
         self._skew = policy.clock_skew_ms
         self._hist = policy.history_windows
         self._hist_mask = (1 << self._hist) - 1
+        self._alpha = policy.sketch_alpha
+        self._log_gamma = DDSketch(self._alpha)._log_gamma  # the latency sketches' (see bucket())
         self.devices: dict[str, DeviceState] = {}
         self.rollouts: dict[str, RolloutInfo] = {}
         self._gen = 0  # cohort generation: devices whose `gen` is older re-classify on next use

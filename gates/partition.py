@@ -65,7 +65,6 @@ class PartitionEngine:
         collect = _Collect()
         out = sink or collect
         partial = self.partial
-        handlers = partial.handlers()
         w = self.policy.window_ms
         lateness = self.policy.allowed_lateness_ms
         skew = self.policy.clock_skew_ms
@@ -90,10 +89,7 @@ class PartitionEngine:
                     self.max_event_ms = max_t
                     out.closed(self._flush(max_t - lateness), self.watermark_ms)
                     boundary = (partial.closed + 1) * w + lateness
-            partial.events_in += 1
-            handler = handlers.get(tp)
-            if handler is not None:
-                handler(ev)
+            partial.fold(ev)
         self.max_event_ms = max_t
         if partial.has_pending_late():
             out.closed(self._flush(self.watermark_ms), self.watermark_ms)

@@ -12,10 +12,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["DDSketch", "MAX_VALUE", "MIN_VALUE"]
+__all__ = ["DDSketch", "MAX_VALUE", "MIN_VALUE", "bucket"]
 
 MIN_VALUE = 1e-3
 MAX_VALUE = 1e9
+
+
+def bucket(value: float, log_gamma: float) -> int:
+    """The bucket of ``value`` in a sketch whose ``_log_gamma`` is ``log_gamma``."""
+    v = MIN_VALUE if value < MIN_VALUE else (MAX_VALUE if value > MAX_VALUE else value)
+    return math.ceil(math.log(v) / log_gamma)
 
 
 class DDSketch:
@@ -31,8 +37,11 @@ class DDSketch:
         self.count = 0
 
     def add(self, value: float, n: int = 1) -> None:
-        v = MIN_VALUE if value < MIN_VALUE else (MAX_VALUE if value > MAX_VALUE else value)
-        i = math.ceil(math.log(v) / self._log_gamma)
+        self.add_bucket(bucket(value, self._log_gamma), n)
+
+    def add_bucket(self, i: int, n: int = 1) -> None:
+        """Count ``n`` values of bucket ``i`` (from :func:`bucket`, for callers that add one value
+        to several sketches of the same alpha)."""
         bins = self.bins
         bins[i] = bins.get(i, 0) + n
         self.count += n

@@ -16,7 +16,7 @@ from gates.cohorts import Membership
 from gates.devices import CLEARED, COUNTED, DeviceState, Exposure
 from gates.events import Telemetry
 from gates.partial_base import PartialBase
-from gates.sketch import DDSketch
+from gates.sketch import DDSketch, bucket
 
 __all__ = ["TelemetryFold"]
 
@@ -84,6 +84,11 @@ class TelemetryFold(PartialBase):
             if known and not kset.issubset(metrics):
                 model = known[: known.index(KNOWN_SEP)]
                 missing = [f"{name}{KNOWN_SEP}{model}" for name in sorted(kset.difference(metrics))]
+        # the report's counts, read once: every aggregate it counts in adds the same
+        rec, err, rebooted = ev.reconnects, ev.errors, ev.rebooted
+        lat = ev.command_latency_ms
+        has_lat = lat is not None
+        li = bucket(lat, self._log_gamma) if lat is not None else 0  # the latency's sketch bucket
         # the fleet segment: every report, whether or not a rollout selects the device
         seg = dev.seg
         fw, cfg = ev.firmware_version, ev.config_version
@@ -91,7 +96,7 @@ class TelemetryFold(PartialBase):
             seg = dev.seg = self.segments.segment(fw, cfg or "", dev.attrs)
         if idx >= self.closed - self.segments.keep:
             sagg = self.segments.agg(idx, seg)
-            self._count(sagg, ev, True, known, missing, dropped, skewed)
+            self._count(sagg, rec, err, rebooted, has_lat, li, known, missing, dropped, skewed)
             if new_bit and idx < self.closed:  # a late report of a closed window: fix its snapshot
                 sagg.reporting += 1
                 sagg.profile_reporting[seg[5]] = sagg.profile_reporting.get(seg[5], 0) + 1
@@ -117,59 +122,46 @@ class TelemetryFold(PartialBase):
             agg = win.get(key)
             if agg is None:
                 agg = win[key] = WindowAggregate()
-            agg.reports += 1  # as _count, inlined: the hot path
             # Counters since the previous report: on the target they count from the report after
             # the device's first healthy one.  Until then they cover time on the previous version
             # and the update itself: the reconnect that brought a sleeping or offline device its
             # command, the reboot that applied it (a device never healthy is a silence suspect).
-            own = exp is None or (exp.healthy_at is not None and t > exp.healthy_at)
-            if own:
-                if ev.reconnects:
-                    agg.reconnects += ev.reconnects
-                if ev.errors:
-                    agg.errors += ev.errors
-                if ev.rebooted:
-                    agg.reboots += 1
-            if ev.command_latency_ms is not None:
-                if agg.latency is None:
-                    agg.latency = DDSketch(self.policy.sketch_alpha)
-                agg.latency.add(ev.command_latency_ms)
-            if known:
-                agg.known[known] = agg.known.get(known, 0) + 1
-                for name in missing:
-                    agg.missing[name] = agg.missing.get(name, 0) + 1
-            if dropped:
-                agg.metrics_dropped += dropped
-            if skewed:
-                agg.clock_skew += 1
+            if exp is None or (exp.healthy_at is not None and t > exp.healthy_at):
+                self._count(agg, rec, err, rebooted, has_lat, li, known, missing, dropped, skewed)
+            else:
+                self._count(agg, 0, 0, False, has_lat, li, known, missing, dropped, skewed)
             if late:
                 agg.late_events += 1
                 if new_bit:
                     self._late_reporting(dev, m, idx)
             if version == info.target:
-                self._target_seen(dev, m, exp, t, ev.rebooted)
+                self._target_seen(dev, m, exp, t, rebooted)
 
     def _count(
         self,
         agg: WindowAggregate,
-        ev: Telemetry,
-        reboot_ok: bool,
+        reconnects: int,
+        errors: int,
+        rebooted: bool,
+        has_latency: bool,
+        li: int,
         known: str,
         missing: Iterable[str],
         dropped: int,
         skewed: bool,
     ) -> None:
+        """Count one report in ``agg``; ``li`` is its latency's sketch bucket (with ``has_latency``)."""
         agg.reports += 1
-        if ev.reconnects:
-            agg.reconnects += ev.reconnects
-        if ev.errors:
-            agg.errors += ev.errors
-        if ev.rebooted and reboot_ok:
+        if reconnects:
+            agg.reconnects += reconnects
+        if errors:
+            agg.errors += errors
+        if rebooted:
             agg.reboots += 1
-        if ev.command_latency_ms is not None:
+        if has_latency:
             if agg.latency is None:
-                agg.latency = DDSketch(self.policy.sketch_alpha)
-            agg.latency.add(ev.command_latency_ms)
+                agg.latency = DDSketch(self._alpha)
+            agg.latency.add_bucket(li)
         if known:
             agg.known[known] = agg.known.get(known, 0) + 1
             for name in missing:

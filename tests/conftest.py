@@ -10,8 +10,22 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+
+GATES = Path(__file__).resolve().parents[1] / "gates"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A compiled fold module (gates/*.so, see gates/compiled.py) shadows its .py: one built
+    # before the sources last changed would test old code.
+    built = [p.stat().st_mtime for p in GATES.glob("*.so")]
+    if built and max(p.stat().st_mtime for p in GATES.glob("*.py")) > min(built):
+        pytest.exit(
+            "the compiled fold in gates/ is older than its sources: run `make venv` (or `make pure`)", 4
+        )
+
 
 BOOTSTRAP = os.environ.get("FLEETGATE_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("FLEETGATE_REDIS_URL", "redis://127.0.0.1:6379/0")

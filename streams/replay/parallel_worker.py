@@ -145,7 +145,6 @@ class _Worker:
 
         nk, ng, nph = (ops[0].key, ops[0].gpos, ops[0].phase) if ops else (*INF, 0)
         records = self.records
-        get_handler = handlers.get
         for i, k, g in zip(self.order, self.keys, self.gpos, strict=True):
             # everything scheduled before this record (and batch ends / plans at it)
             if nk <= k:
@@ -164,10 +163,7 @@ class _Worker:
                     apply(ops[oi], oi)
                     oi += 1
                     nk, ng, nph = (ops[oi].key, ops[oi].gpos, ops[oi].phase) if oi < nops else (*INF, 0)
-            partial.events_in += 1
-            handler = get_handler(ev.__class__)
-            if handler is not None:
-                handler(ev)
+            partial.fold(ev)
         while oi < nops:
             apply(ops[oi], oi)
             oi += 1

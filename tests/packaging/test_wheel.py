@@ -46,6 +46,7 @@ _NOT_SOURCE = (
     "__pycache__",
     ".*_cache",
     ".hypothesis",
+    "*.so",  # a compiled fold (gates/compiled.py) is built in place; the default wheel is pure Python
 )
 
 
