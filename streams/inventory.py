@@ -10,6 +10,7 @@ device id.  A device Redis does not know is looked up in the topic and written b
 from __future__ import annotations
 
 import csv
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -29,6 +30,7 @@ from streams.inventory_topic import (
     history_to_json,
     with_version,
 )
+from streams.logs import log_event
 
 __all__ = [
     "CSV_COLUMNS",
@@ -42,6 +44,8 @@ __all__ = [
     "read_all_devices",
     "read_histories",
 ]
+
+log = logging.getLogger("fleetgate.inventory")
 
 CSV_COLUMNS = tuple(f.name for f in fields(DeviceAttributes))
 HISTORY_FIELD = "history"
@@ -220,8 +224,11 @@ class InventoryCache:
     `lookup_many` asks Redis once per batch for the ids it lacks; the ids Redis does not know
     are looked up in the topic (``record``) and written back to Redis, so a Redis that lost
     everything refills itself.  When Redis is down it keeps serving what it has (even past the
-    TTL), counts the misses and reports those ids as unavailable; it retries Redis at most every
-    `retry_s` seconds, so an outage costs no per-event timeouts.
+    TTL) and answers the other ids from the topic, the record, which a reader of its own holds
+    in memory until Redis answers again: a device first seen during an outage is classified by
+    the same attributes a replay sees.  Only when the topic cannot be read either are ids
+    reported unavailable (counted as misses, asked again on their next event).  Redis is retried
+    at most every `retry_s` seconds, so an outage costs no per-event timeouts.
     """
 
     def __init__(
@@ -250,6 +257,8 @@ class InventoryCache:
         self.refilled = 0  # devices Redis had lost, found in the topic and cached again
         self.redis_errors = 0
         self.record_errors = 0
+        self.from_record = 0  # lookups answered by the topic while Redis was unavailable
+        self._outage: InventoryTopic | None = None  # the whole topic in memory, while Redis is down
 
     @property
     def redis_available(self) -> bool:
@@ -274,6 +283,8 @@ class InventoryCache:
         if stale:
             fetched = self._fetch(stale, now)
             if fetched is None:
+                fetched = self._while_redis_down([d for d in stale if d not in result], now)
+            if fetched is None:
                 unavailable = {d for d in stale if d not in result}
                 self.misses += len(unavailable)
             else:
@@ -290,6 +301,9 @@ class InventoryCache:
             self.redis_errors += 1
             self._down_until = now + self._retry
             return None
+        if self._outage is not None:  # Redis answers again: its cache takes over
+            self._outage.close()
+            self._outage = None
         lost = [d for d in device_ids if d not in found]
         if lost:
             found.update(self._from_record(lost, now))
@@ -340,6 +354,35 @@ class InventoryCache:
             self.redis_errors += 1
             self._down_until = now + self._retry
             return dict.fromkeys(device_ids, _UNAVAILABLE)
+        return found
+
+    def _while_redis_down(self, device_ids: list[str], now: float) -> dict[str, object] | None:
+        """Histories from the topic while Redis is unavailable (None: the topic is not readable
+        either).  Kept in the local cache only: Redis is refilled by its own misses later."""
+        if self._record is None or not device_ids or now < self._record_down_until:
+            return None
+        if self._outage is None:
+            log_event(
+                log, "Redis unavailable: device attributes read from the inventory topic", logging.WARNING
+            )
+            self._outage = InventoryTopic(self._record.settings, self._record.timeout_s, keep=True)
+        try:
+            histories = self._outage.read()  # the whole topic once, then only what is new
+        except InventoryTopicError:
+            self.record_errors += 1
+            self._record_down_until = now + self._retry
+            return None
+        found: dict[str, object] = {}
+        for device_id in device_ids:
+            h = histories.get(device_id)
+            if h is None:
+                self.unknown += 1
+            found[device_id] = h
+            self._entries[device_id] = (now, h)
+            self._entries.move_to_end(device_id)
+        self.from_record += len(device_ids)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
         return found
 
 

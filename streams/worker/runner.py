@@ -15,6 +15,7 @@ import threading
 
 import redis
 
+from gates.compiled import describe
 from gates.policy import DEFAULT_POLICY, GatePolicy, load_policy
 from streams.config import ConfigError, Settings
 from streams.inventory import InventoryCache
@@ -88,6 +89,7 @@ def run_worker(
         instance=instance,
         policy=policy.version,
         window_ms=policy.window_ms,
+        fold=describe(),
     )
     stop = threading.Event()
     ingest: _IngestThread | None = None

@@ -125,3 +125,39 @@ def test_redis_outage_mid_stream(
     finally:
         if private.proc is not None and private.proc.poll() is None:
             private.kill()
+
+
+def test_redis_down_before_any_device_is_cached(
+    base_env: dict[str, str], standard: Scenario, reference: Outcome, unique: str, tmp_path: Path
+) -> None:
+    """Redis killed before the first record: every device is first seen during the outage.
+
+    The worker reads their attributes from the inventory topic (the record) instead, so the
+    cohorts, and with them the decisions and cohort health, are those of the reference run.
+    """
+    private = PrivateRedis(tmp_path)
+    private.start()
+    try:
+        env = scenario_env(base_env | {"FLEETGATE_REDIS_URL": private.url}, f"{unique}-cold", standard.policy)
+        settings = load_settings(env)
+        fleet.publish_plan(settings, fleet.plan(standard.t0))
+        worker = WorkerProcess(env, tmp_path / "cold.log")
+        try:
+            _wait_for_log(worker, "worker starting")
+            private.kill()
+            producer = stream(settings, standard.items, chunks=8, pause_s=0.2)
+            producer.join()
+            # The rollback's window lies after every device's first report: by the time it is
+            # decided, every device was first seen (and classified) with Redis down.
+            _wait_for_log(worker, '"action": "ROLLBACK"')
+            assert "device attributes read from the inventory topic" in worker.tail(1_000_000)
+            private.start()  # the status in Redis (which the wait reads) catches up
+            wait_for_watermark(settings, fleet.ROLLOUT, standard.final_watermark, (worker,))
+            got = outcome(settings, standard.final_window)
+        finally:
+            assert worker.stop() == 0, worker.tail()
+        assert got[0] == reference[0]
+        assert got[1] == reference[1], diff(got[1], reference[1])
+    finally:
+        if private.proc is not None and private.proc.poll() is None:
+            private.kill()

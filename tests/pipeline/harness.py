@@ -204,14 +204,15 @@ def final_window(items: list) -> int:
 
 
 def scenario_env(base: dict[str, str], tag: str, policy: Path, devices: int = 240) -> dict[str, str]:
-    """Environment of one run: own topics (created), Redis namespace (inventory written), group,
+    """Environment of one run: own topics (created), the inventory (topic and Redis), group,
     and signing keys (this session's test keys unless ``base`` brings its own): the worker signs
     as the gate, an executor started from this environment verifies (give it
     ``tests.security.keys.executor_env(env)``: public keys only)."""
     import redis
 
     from streams.config import load_settings
-    from streams.inventory import _write as write_inventory
+    from streams.inventory import cache_histories
+    from streams.inventory_topic import InventoryTopic, with_version
     from streams.topics import create_topics
     from tests.pipeline import fleet
     from tests.security.keys import dev_env
@@ -228,11 +229,15 @@ def scenario_env(base: dict[str, str], tag: str, policy: Path, devices: int = 24
     )
     settings = load_settings(env)
     create_topics(settings)
-    write_inventory(
-        redis.Redis.from_url(settings.redis_url.value),
-        settings.redis_namespace,
-        list(fleet.Fleet.make(devices).devices),
-    )
+    # as `fleetgate inventory load` does: the record (the inventory topic) first, then the cache
+    # (Redis); one version each, in effect for all time
+    histories = {a.device_id: with_version((), a, 0) or () for a in fleet.Fleet.make(devices).devices}
+    record = InventoryTopic(settings)
+    try:
+        record.publish(histories, 0)
+    finally:
+        record.close()
+    cache_histories(redis.Redis.from_url(settings.redis_url.value), settings.redis_namespace, histories)
     return env
 
 
