@@ -27,11 +27,11 @@ from tests.pipeline.harness import Scenario, diff
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
 
 # Left out of the CI mix (kept in the generator and in bench/chaos.py):
-# - broker_stop: after a broker restart the executor can stay out of its group for minutes
-#   (its consumer's session timed out while the broker was down, and it did not persist the
-#   campaign's probe decision within 180 s: seed 567802091 with broker_stop in the mix). The
-#   worker survives it (a fatal abort after the transport error now restarts the ingest stage).
-#   A gap of the executor's recovery, not of the campaign: enable it once the executor rejoins.
+# - broker_stop: a broker restarted right after the first chunk can leave the decider without
+#   partitions (Faust's assignor ignored the topics the restarted broker did not list yet and
+#   no rebalance followed: seed 897871865 with broker_stop in the mix; docs/operations.md).
+#   Later broker stops are survived (29 of 29 in `bench/chaos.py --faults 200`): enable it
+#   once the decider notices an assignment without its topics.
 CI_KINDS = tuple(k for k in KINDS if k != "broker_stop")
 CHUNKS = 24
 
