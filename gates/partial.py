@@ -150,14 +150,3 @@ class PartialAggregator(Flush):
         if self._backfill and self.closed != -(2**62):
             return True
         return any(i < self.closed for i in self._open)
-
-    def handlers(self) -> dict[type, Any]:
-        """Per-event-type fold functions, for callers that dispatch events themselves."""
-        return {
-            Telemetry: self._telemetry,
-            Ack: self._ack,
-            DeviceCommand: self._command,
-            DeviceAttributes: self._attributes,
-            RolloutPlan: self.observe_plan,
-            DecodeErrorCount: self._decode,
-        }

@@ -331,14 +331,13 @@ def _first_flush_windows(ops: list[Op], plans: list[RolloutPlan], policy: GatePo
     """Windows open in the single aggregator at its first flush: only plans and decode-error
     counts can come before the first record, so fold those on a scratch aggregator."""
     scratch = PartitionEngine(policy, 0).partial
-    on_error = scratch.handlers()[DecodeErrorCount]
     for op in ops:
         if op.kind == FLUSH:
             break
         if op.kind == PLAN:
             scratch.observe_plan(plans[op.arg])
         elif op.kind == ERROR:
-            on_error(op.arg)
+            scratch.fold(op.arg)
     return sorted(scratch._open)
 
 

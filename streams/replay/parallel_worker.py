@@ -17,7 +17,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
-from gates.events import DecodeErrorCount, DeviceAttributes, RolloutPlan
+from gates.events import DeviceAttributes, RolloutPlan
 from gates.partition import PartitionEngine
 from gates.policy import GatePolicy
 from gates.wire import WindowPartial
@@ -120,9 +120,6 @@ class _Worker:
         # before the first record): its first flush snapshots from the earliest of them
         for idx in seed:
             partial._open.setdefault(idx, {})
-        handlers = partial.handlers()
-        on_attrs = handlers[DeviceAttributes]
-        on_error = handlers[DecodeErrorCount]
         out: list[tuple[int, bool, list[WindowPartial]]] = []
         seen: set[str] = set()
         nops = len(ops)
@@ -137,11 +134,9 @@ class _Worker:
                 if pending:
                     out.append((i, True, engine.advance(engine.watermark_ms)))
             elif kind == PLAN:
-                partial.events_in += 1
-                partial.observe_plan(plans[op.arg])
-            else:  # ERROR
-                partial.events_in += 1
-                on_error(op.arg)
+                partial.fold(plans[op.arg])
+            else:  # ERROR: a DecodeErrorCount
+                partial.fold(op.arg)
 
         nk, ng, nph = (ops[0].key, ops[0].gpos, ops[0].phase) if ops else (*INF, 0)
         records = self.records
@@ -156,8 +151,7 @@ class _Worker:
             d = getattr(ev, "device_id", None)
             if d is not None and d not in seen:
                 seen.add(d)
-                partial.events_in += 1
-                on_attrs(attrs.get(d) or DeviceAttributes(d))
+                partial.fold(attrs.get(d) or DeviceAttributes(d))
             if nk == k and ng == g:  # an engine flush while handling this record
                 while oi < nops and nk == k and ng == g:
                     apply(ops[oi], oi)
