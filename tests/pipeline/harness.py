@@ -9,12 +9,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import Consumer
 
-from gates.events import Decision
+from gates.events import Decision, DeviceAttributes
 from streams.codecs import Decoder
 from streams.config import Settings
 
@@ -208,11 +209,7 @@ def scenario_env(base: dict[str, str], tag: str, policy: Path, devices: int = 24
     and signing keys (this session's test keys unless ``base`` brings its own): the worker signs
     as the gate, an executor started from this environment verifies (give it
     ``tests.security.keys.executor_env(env)``: public keys only)."""
-    import redis
-
     from streams.config import load_settings
-    from streams.inventory import cache_histories
-    from streams.inventory_topic import InventoryTopic, with_version
     from streams.topics import create_topics
     from tests.pipeline import fleet
     from tests.security.keys import dev_env
@@ -229,16 +226,25 @@ def scenario_env(base: dict[str, str], tag: str, policy: Path, devices: int = 24
     )
     settings = load_settings(env)
     create_topics(settings)
-    # as `fleetgate inventory load` does: the record (the inventory topic) first, then the cache
-    # (Redis); one version each, in effect for all time
-    histories = {a.device_id: with_version((), a, 0) or () for a in fleet.Fleet.make(devices).devices}
+    write_inventory(settings, fleet.Fleet.make(devices).devices)
+    return env
+
+
+def write_inventory(settings: Settings, devices: Iterable[DeviceAttributes]) -> None:
+    """As `fleetgate inventory load` does: the record (the inventory topic) first, then the cache
+    (Redis); one version per device, in effect for all time (replacing what was there)."""
+    import redis
+
+    from streams.inventory import cache_histories
+    from streams.inventory_topic import InventoryTopic, with_version
+
+    histories = {a.device_id: with_version((), a, 0) or () for a in devices}
     record = InventoryTopic(settings)
     try:
         record.publish(histories, 0)
     finally:
         record.close()
     cache_histories(redis.Redis.from_url(settings.redis_url.value), settings.redis_namespace, histories)
-    return env
 
 
 def stream(settings: Settings, items: list, chunks: int = 12, pause_s: float = 0.4) -> threading.Thread:

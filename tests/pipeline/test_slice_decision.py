@@ -8,14 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import redis
 
 from gates.events import Action
 from streams.config import load_settings
-from streams.inventory import _write as write_inventory
 from streams.security import verify_decision
 from tests.pipeline import fleet
-from tests.pipeline.harness import WorkerProcess, decisions, read_topic, scenario_env
+from tests.pipeline.harness import WorkerProcess, decisions, read_topic, scenario_env, write_inventory
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -37,7 +35,7 @@ def test_a_failing_model_is_rolled_back_by_a_slice_decision(
     devs = tuple(
         replace(d, model="cam-c9") if i % 24 == 0 else d for i, d in enumerate(fleet.Fleet.make(240).devices)
     )
-    write_inventory(redis.Redis.from_url(settings.redis_url.value), settings.redis_namespace, list(devs))
+    write_inventory(settings, devs)
     t0 = int(time.time() * 1000) - 120_000
     fleet.publish_plan(settings, fleet.plan(t0))
     items = fleet.events(fleet.Fleet(devs), t0, bad_model="cam-c9")
