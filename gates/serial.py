@@ -1,4 +1,14 @@
-"""Deterministic byte encodings for engine state: sorted-key compact JSON, zlib-compressed."""
+"""Deterministic byte encodings for engine state: sorted-key compact UTF-8 JSON, zlib-compressed.
+
+Snapshots are taken on the ingest thread while it catches up and when a window closes, so
+their cost is throughput and decision latency.  orjson writes the same JSON as the standard
+library's encoder below (for this state: strings, 64-bit integers, finite floats, since the
+decoders refuse non-finite metrics; only a float's spelling may differ, 1e-05 or 0.00001) about
+8x faster; the standard library is the fallback when orjson is not installed, and for what
+orjson refuses (integers beyond 64 bits).  zlib level
+1: a 1,700-device partition's 0.7 MB of JSON becomes 50 kB in 1.5 ms, against 30 kB in 3 ms at
+level 6 (docs/architecture.md, "Checkpoints").
+"""
 
 from __future__ import annotations
 
@@ -6,14 +16,28 @@ import json
 import zlib
 from typing import Any
 
+try:
+    import orjson
+except ImportError:  # pragma: no cover - orjson is a dependency; without it the encoder below
+    orjson = None  # type: ignore[assignment]
+
 from gates.errors import SnapshotError
 from gates.events import RolloutPlan, RolloutState, Stage, TargetKind
 
 __all__ = ["dumps", "loads", "plan_from_dict", "plan_to_dict"]
 
 
+def _json(obj: Any) -> bytes:
+    if orjson is not None:
+        try:
+            return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # e.g. an integer beyond 64 bits
+            pass
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def dumps(obj: Any) -> bytes:
-    return zlib.compress(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode(), 6)
+    return zlib.compress(_json(obj), 1)
 
 
 def loads(data: bytes) -> Any:

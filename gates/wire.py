@@ -21,6 +21,7 @@ from typing import Any
 
 from gates.aggregates import CohortKey, WindowAggregate
 from gates.errors import SnapshotError
+from gates.serial import dumps
 
 __all__ = ["WIRE_VERSION", "WindowPartial"]
 
@@ -87,7 +88,7 @@ class WindowPartial:
             raise SnapshotError(f"malformed WindowPartial: {exc}") from None
 
     def to_bytes(self) -> bytes:
-        return zlib.compress(json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode())
+        return dumps(self.to_dict())
 
     @classmethod
     def from_bytes(cls, data: bytes) -> WindowPartial:
