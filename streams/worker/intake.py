@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from streams.codecs import Decoder
 from streams.config import Settings
-from streams.worker.merge import Buffered, PartitionMerger
+from streams.worker.merge import PartitionMerger
 from streams.worker.metrics import WorkerMetrics
 
 __all__ = ["BatchIntake"]
@@ -69,13 +69,20 @@ class BatchIntake:
                 continue
             records, errors = self.decoders[topic].decode_batch(batch)
             stages.lap("decode")
-            bad = {e.offset for e in errors}
-            good = [m for m in batch if m.offset() not in bad]
-            items = [Buffered(m.timestamp()[1], m.offset(), r) for m, r in zip(good, records, strict=True)]
-            items.extend(Buffered(e.timestamp_ms, e.offset, e) for e in errors)
-            if errors:
-                items.sort(key=lambda b: b.offset)
-            merger.add(topic, items, batch[-1].offset() + 1)
+            if errors:  # dead letters take their place in offset order
+                bad = {e.offset for e in errors}
+                good = [m for m in batch if m.offset() not in bad]
+                rows = [(m.offset(), m.timestamp()[1], r) for m, r in zip(good, records, strict=True)]
+                rows += [(e.offset, e.timestamp_ms, e) for e in errors]
+                rows.sort(key=lambda row: row[0])
+                offsets = [row[0] for row in rows]
+                times = [row[1] for row in rows]
+                items: list[Any] = [row[2] for row in rows]
+            else:
+                offsets = [m.offset() for m in batch]
+                times = [m.timestamp()[1] for m in batch]
+                items = records
+            merger.add(topic, times, offsets, items, batch[-1].offset() + 1)
             if records:
                 self._count(self.topics[topic], records)
             if merger.buffered(topic) > _PAUSE_AT and (topic, partition) not in self.paused:

@@ -13,26 +13,31 @@ same sequence.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Buffered", "PartitionMerger"]
-
-
-@dataclass(slots=True)
-class Buffered:
-    timestamp_ms: int
-    offset: int
-    item: Any  # a canonical record or a DecodeError
+__all__ = ["PartitionMerger"]
 
 
 @dataclass
 class _Lane:
-    items: deque[Buffered] = field(default_factory=deque)
+    """One topic's buffered records: parallel lists, consumed from `pos` (compacted as it goes)."""
+
+    times: list[int] = field(default_factory=list)  # each record's Kafka timestamp
+    offsets: list[int] = field(default_factory=list)
+    items: list[Any] = field(default_factory=list)  # a canonical record or a DecodeError
+    pos: int = 0
     fetched_next: int = -1  # next offset the consumer will hand us
     processed_next: int = -1  # next offset not yet released (what may be committed)
+
+    def __len__(self) -> int:
+        return len(self.items) - self.pos
+
+    def drop_released(self) -> None:
+        if self.pos:
+            del self.times[: self.pos], self.offsets[: self.pos], self.items[: self.pos]
+            self.pos = 0
 
 
 class PartitionMerger:
@@ -44,46 +49,74 @@ class PartitionMerger:
         lane = self.lanes[topic]
         lane.fetched_next = lane.processed_next = offset
 
-    def add(self, topic: str, items: list[Buffered], next_offset: int) -> None:
+    def add(
+        self, topic: str, times: list[int], offsets: list[int], items: list[Any], next_offset: int
+    ) -> None:
+        """Buffer a fetch of `topic` (records in offset order, with their timestamps and offsets)."""
         lane = self.lanes[topic]
-        lane.items.extend(items)
+        lane.times += times
+        lane.offsets += offsets
+        lane.items += items
         lane.fetched_next = max(lane.fetched_next, next_offset)
 
     def buffered(self, topic: str) -> int:
-        return len(self.lanes[topic].items)
+        return len(self.lanes[topic])
 
     def processed(self) -> dict[str, int]:
         return {t: lane.processed_next for t, lane in self.lanes.items() if lane.processed_next >= 0}
 
     def caught_up(self, high: Callable[[str], int]) -> bool:
-        return all(not lane.items and 0 <= high(t) <= lane.fetched_next for t, lane in self.lanes.items())
+        return all(not len(lane) and 0 <= high(t) <= lane.fetched_next for t, lane in self.lanes.items())
 
     def release(self, high: Callable[[str], int]) -> list[Any]:
-        """Release items in (timestamp, topic rank) order for as long as the order is certain.
+        """Release items in (timestamp, topic rank) order of the topics' heads for as long as the
+        order is certain.
 
         `high(topic)` is the broker's end offset for the topic's partition (-1 when unknown).
         An unknown end counts as unread records: right after an assignment the consumer has
         no fetch response yet for some topics, and releasing the others then would fold, say,
-        acks before the commands and telemetry that precede them.
+        acks before the commands and telemetry that precede them.  The head with the smallest
+        key is released together with the records behind it that stay below the next-smallest
+        head: the same order as one record at a time, in runs (one run per fetch when only
+        telemetry flows).
         """
         out: list[Any] = []
-        lanes = [(rank, t, self.lanes[t]) for rank, t in enumerate(self.topics)]
-        waiting = {}
-        for _, t, lane in lanes:
-            end = high(t)
-            waiting[t] = lane.fetched_next < 0 or end < 0 or lane.fetched_next < end
+        lanes = [(rank, self.lanes[t]) for rank, t in enumerate(self.topics)]
+        waiting = []
+        for t in self.topics:
+            lane, end = self.lanes[t], high(t)
+            waiting.append(lane.fetched_next < 0 or end < 0 or lane.fetched_next < end)
         while True:
             best: _Lane | None = None
-            best_key: tuple[int, int] = (0, 0)
-            for rank, t, lane in lanes:
-                if lane.items:
-                    key = (lane.items[0].timestamp_ms, rank)
+            best_key = nxt = (0, 0)
+            have_next = False
+            for rank, lane in lanes:
+                if lane.pos < len(lane.items):
+                    key = (lane.times[lane.pos], rank)
                     if best is None or key < best_key:
+                        if best is not None:
+                            nxt, have_next = best_key, True
                         best, best_key = lane, key
-                elif waiting[t]:
-                    return out  # this topic may still hold an earlier record
-            if best is None:
-                return out
-            b = best.items.popleft()
-            best.processed_next = b.offset + 1
-            out.append(b.item)
+                    elif not have_next or key < nxt:
+                        nxt, have_next = key, True
+                elif waiting[rank]:
+                    best = None  # this topic may still hold an earlier record
+                    break
+            else:
+                if best is not None:
+                    i, n, times = best.pos, len(best.items), best.times
+                    if have_next:
+                        limit_t, limit_rank = nxt
+                        rank = best_key[1]
+                        i += 1  # the head itself is below `nxt`
+                        while i < n and (times[i] < limit_t or (times[i] == limit_t and rank < limit_rank)):
+                            i += 1
+                    else:
+                        i = n
+                    out += best.items[best.pos : i]
+                    best.processed_next = best.offsets[i - 1] + 1
+                    best.pos = i
+                    continue
+            for _, lane in lanes:
+                lane.drop_released()
+            return out
