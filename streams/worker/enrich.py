@@ -47,13 +47,19 @@ class Enricher:
             return events
         known = self._known.setdefault(partition, set())
         pending = self._pending.setdefault(partition, set())
+        # Set operations first: in the common batch every device is known already.
+        ids = {getattr(ev, "device_id", None) for ev in events}
+        ids.discard(None)
+        wanted = ids - known
+        if pending:
+            wanted |= ids & pending
+        if not wanted:
+            return events
         first_t: dict[str, int] = {}  # each wanted device's first event time in this batch
         for ev in events:
             d = getattr(ev, "device_id", None)
-            if d is not None and d not in first_t and (d not in known or d in pending):
+            if d in wanted and d not in first_t:
                 first_t[d] = _event_time(ev)
-        if not first_t:
-            return events
         found, unavailable = self.inventory.lookup_many(first_t)
         attrs: list[Any] = []
         for device_id in sorted(first_t):
