@@ -10,7 +10,7 @@ that could not be looked up (Redis and the topic unavailable) is looked up again
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
 
 from gates.events import DeviceAttributes
@@ -25,12 +25,15 @@ class Enricher:
     def __init__(self, inventory: InventoryCache | None, metrics: WorkerMetrics) -> None:
         self.inventory = inventory
         self.metrics = metrics
-        self._known: dict[int, set[str]] = {}  # per partition: devices its engine has been told about
+        # Per partition: the devices its engine holds -- the engine's own dict, not a copy (a set
+        # of a million ids costs ~50 bytes a device).  A device enters it with its attributes, or
+        # with its first event when it could not be looked up; those are `_pending`.
+        self._known: dict[int, Mapping[str, Any]] = {}
         self._pending: dict[int, set[str]] = {}  # per partition: looked up while Redis was down
 
-    def assign(self, partition: int, devices: Iterable[str]) -> None:
-        """A (restored) engine for `partition` that already knows `devices`."""
-        self._known[partition] = set(devices)
+    def assign(self, partition: int, devices: Mapping[str, Any]) -> None:
+        """The (restored) engine for `partition` holds `devices` (its live dict of device states)."""
+        self._known[partition] = devices
         self._pending.pop(partition, None)
 
     def revoke(self, partition: int) -> None:
@@ -45,12 +48,12 @@ class Enricher:
         """`events`, preceded by DeviceAttributes for the devices the partition's engine lacks."""
         if self.inventory is None:
             return events
-        known = self._known.setdefault(partition, set())
+        known = self._known[partition]  # set by assign
         pending = self._pending.setdefault(partition, set())
-        # Set operations first: in the common batch every device is known already.
+        # The batch's distinct devices first: in the common batch every one is known already.
         ids = {getattr(ev, "device_id", None) for ev in events}
         ids.discard(None)
-        wanted = ids - known
+        wanted = {d for d in ids if d not in known}
         if pending:
             wanted |= ids & pending
         if not wanted:
@@ -58,7 +61,7 @@ class Enricher:
         first_t: dict[str, int] = {}  # each wanted device's first event time in this batch
         for ev in events:
             d = getattr(ev, "device_id", None)
-            if d in wanted and d not in first_t:
+            if d is not None and d in wanted and d not in first_t:
                 first_t[d] = _event_time(ev)
         found, unavailable = self.inventory.lookup_many(first_t)
         attrs: list[Any] = []
@@ -67,8 +70,7 @@ class Enricher:
                 pending.add(device_id)  # try again on the device's next event
                 self.metrics.inventory_misses.inc()
                 continue
-            pending.discard(device_id)
-            known.add(device_id)
+            pending.discard(device_id)  # the engine holds it once it has folded the attributes
             history = found.get(device_id)
             attrs.append(as_of(history, first_t[device_id]) if history else DeviceAttributes(device_id))
         return attrs + events
