@@ -72,19 +72,17 @@ class _IngestThread(threading.Thread):
 def _tune_gc() -> None:
     """Keep the cyclic garbage collector off the worker's hot path.
 
-    Each event allocates a record, its metrics dict and a merge-buffer entry that live for about
-    one batch; with the default young-generation threshold (700) most of them outlive a few
-    young collections, are promoted, and make full collections, which traverse every device's
-    state, frequent.  A larger young generation lets them die young; what exists after start-up
-    (modules, clients, the Faust app) is frozen out of collections.  The state is acyclic, so
-    little waits longer for the collector.  Measured with ``python bench/pipeline.py`` (20,000
-    devices, one run each, same machine): 22,700 -> 35,335 events/s cold start to caught up,
-    decode 6.4 -> 2.9 and transactions 6.1 -> 3.0 CPU µs/event, decision latency p99
-    1,407 -> 804 ms.
+    Each event allocates a record and merge-buffer entries that live for about one batch, and a
+    snapshot a list per device; a young collection traverses what is alive when it runs, so with
+    the default threshold (700) most of them are promoted and full collections, which traverse
+    every device's state, are frequent.  A young generation of 100,000 lets them die young; what
+    exists after start-up (modules, clients, the Faust app) is frozen out of collections.  The
+    state is acyclic, so little waits longer for the collector.  Measured with
+    ``python bench/pipeline.py`` (docs/architecture.md, "The garbage collector").
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(20_000, 50, 100)
+    gc.set_threshold(100_000, 50, 100)
 
 
 def run_worker(
