@@ -24,8 +24,9 @@ transaction.state.log.num.partitions=4
 min.insync.replicas=1
 default.replication.factor=1
 group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=true
 PROPS
+  # On by default; a test that needs a topic to stay missing sets KAFKA_AUTO_CREATE_TOPICS=false.
+  echo "auto.create.topics.enable=${KAFKA_AUTO_CREATE_TOPICS:-true}"
 }
 
 # A replicated cluster (KAFKA_BROKERS >= 3): what production needs (docs/operations.md).

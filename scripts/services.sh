@@ -11,6 +11,7 @@
 # broker+controller nodes on KAFKA_PORT, KAFKA_PORT+1, … (controllers on KAFKA_CONTROLLER_PORT+i),
 # with replication factor 3, min.insync.replicas 2 and no unclean leader election. KAFKA_NODE=<n>
 # limits start/stop to node n (a rolling restart: stop node n, start it, wait, next).
+# KAFKA_AUTO_CREATE_TOPICS=false: a single node that does not create a topic a client asks about.
 set -euo pipefail
 
 LOG_TAG=services

@@ -334,6 +334,16 @@ def build_app(
         broker_commit_interval=1.0,
         consumer_group_instance_id=f"{settings.group_id}-decider-{instance}",  # static membership
         broker_session_timeout=15.0,
+        # A topic missing from the metadata the group's leader assigns with (a broker just
+        # restarted may not list it yet) gets no partitions: Faust's assignor logs `Ignoring
+        # missing topic` and assigns the rest.  aiokafka's leader keeps the partition count of
+        # every subscribed topic it assigned with and rejoins the group when a metadata refresh
+        # shows another, but it refreshes only every `metadata_max_age_ms` (default 300 s) when
+        # none of its partitions has an error to report.  Every 5 s bounds how long the decider
+        # can sit without partials partitions.  The comparison is against what the leader knew
+        # at assignment, not against this member's share, so a member legitimately owning no
+        # partition (more deciders than partitions) never triggers a rebalance.
+        consumer_metadata_max_age_ms=5_000,
         stream_wait_empty=False,
         Table=DurableTable,
     )
