@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from confluent_kafka.admin import AdminClient
 
 from streams.config import load_settings
 from streams.topics import TOPICS, create_topics
+from tests.alerts.services import wait_until
 from tests.faults.test_broker_restart import SCRIPT, PrivateKafka
 from tests.pipeline import fleet
 from tests.pipeline.harness import (
@@ -42,16 +42,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
 # the whole input takes a few seconds more.  Without the refresh it waits for aiokafka's default
 # metadata_max_age_ms, 300 s.
 RECOVERY_S = 60.0
-
-
-def _until(check: Callable[[], bool], what: str, timeout_s: float, worker: WorkerProcess) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        assert worker.proc.poll() is None, worker.tail()
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}:\n{worker.tail()}")
 
 
 def test_decider_gets_partitions_of_a_topic_missing_at_assignment(
@@ -79,9 +69,9 @@ def test_decider_gets_partitions_of_a_topic_missing_at_assignment(
         log = tmp_path / "decider.log"
         decider = WorkerProcess(env, log, "0", "--role", "decide")
         # joined, and assigned without the partials topic
-        _until(
-            lambda: f"Ignoring missing topic: '{partials}'" in log.read_text(errors="replace"),
+        wait_until(
             "the assignor to ignore the missing partials topic",
+            lambda: f"Ignoring missing topic: '{partials}'" in log.read_text(errors="replace"),
             120,
             decider,
         )
