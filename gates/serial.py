@@ -19,7 +19,7 @@ from typing import Any
 
 try:
     import orjson
-except ImportError:  # pragma: no cover - orjson is a dependency; without it the encoder below
+except ImportError:  # pragma: no cover - orjson is a dependency; without it, the standard library
     orjson = None  # type: ignore[assignment]
 
 from gates.errors import SnapshotError

@@ -69,7 +69,7 @@ class BatchIntake:
                 continue
             records, errors = self.decoders[topic].decode_batch(batch)
             stages.lap("decode")
-            if errors:  # dead letters take their place in offset order
+            if errors or len(records) != len(batch):  # dead letters take their place in offset order
                 bad = {e.offset for e in errors}
                 good = [m for m in batch if m.offset() not in bad]
                 rows = [(m.offset(), m.timestamp()[1], r) for m, r in zip(good, records, strict=True)]
