@@ -87,36 +87,29 @@ class PartitionMerger:
             lane, end = self.lanes[t], high(t)
             waiting.append(lane.fetched_next < 0 or end < 0 or lane.fetched_next < end)
         while True:
-            best: _Lane | None = None
-            best_key = nxt = (0, 0)
-            have_next = False
+            heads: list[tuple[int, int, _Lane]] = []  # (timestamp, rank, lane); ranks are unique
             for rank, lane in lanes:
                 if lane.pos < len(lane.items):
-                    key = (lane.times[lane.pos], rank)
-                    if best is None or key < best_key:
-                        if best is not None:
-                            nxt, have_next = best_key, True
-                        best, best_key = lane, key
-                    elif not have_next or key < nxt:
-                        nxt, have_next = key, True
+                    heads.append((lane.times[lane.pos], rank, lane))
                 elif waiting[rank]:
-                    best = None  # this topic may still hold an earlier record
+                    heads = []  # this topic may still hold an earlier record
                     break
+            if not heads:
+                break
+            heads.sort()
+            _, rank, lane = heads[0]
+            end = len(lane.items)
+            i = lane.pos + 1  # the head itself is the smallest
+            if len(heads) > 1:
+                limit_t, limit_rank, _ = heads[1]
+                times = lane.times
+                while i < end and (times[i] < limit_t or (times[i] == limit_t and rank < limit_rank)):
+                    i += 1
             else:
-                if best is not None:
-                    i, n, times = best.pos, len(best.items), best.times
-                    if have_next:
-                        limit_t, limit_rank = nxt
-                        rank = best_key[1]
-                        i += 1  # the head itself is below `nxt`
-                        while i < n and (times[i] < limit_t or (times[i] == limit_t and rank < limit_rank)):
-                            i += 1
-                    else:
-                        i = n
-                    out += best.items[best.pos : i]
-                    best.processed_next = best.offsets[i - 1] + 1
-                    best.pos = i
-                    continue
-            for _, lane in lanes:
-                lane.drop_released()
-            return out
+                i = end
+            out += lane.items[lane.pos : i]
+            lane.processed_next = lane.offsets[i - 1] + 1
+            lane.pos = i
+        for _, lane in lanes:
+            lane.drop_released()
+        return out
