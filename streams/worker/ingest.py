@@ -18,7 +18,8 @@ production timing (an ack produced a moment after younger telemetry is late in o
 time in the next).  This loop decides when to commit: when caught up, a window close
 checkpoints the partitions holding partials at once (at most every ``_MIN_COMMIT_GAP_S``);
 while catching up, checkpoints are spaced so that snapshotting takes at most
-``SNAPSHOT_BUDGET`` of the thread, partitions holding partials first.  Commits in between
+``SNAPSHOT_BUDGET`` of the thread, partitions holding partials first; once a batch comes back
+empty, the partitions pacing held back are snapshotted in the idle time.  Commits in between
 (every ``commit_interval_s``) carry heartbeats, which name a partition's watermark as of its
 last checkpoint.  Consumers of ``partials`` read committed only.
 
@@ -243,11 +244,14 @@ class IngestLoop:
         consumer = self._consumer
         assert consumer is not None
         last_commit = time.monotonic()
+        spare = False  # the last batch was empty and state is waiting for a snapshot
         try:
             while not stop.is_set():
                 self._poll_plans()
                 try:
-                    msgs = consumer.consume(num_messages=self.batch_size, timeout=0.1)
+                    # With snapshots to take in idle time, look again soon rather than wait.
+                    timeout = _MIN_COMMIT_GAP_S if spare else 0.1
+                    msgs = consumer.consume(num_messages=self.batch_size, timeout=timeout)
                 except KafkaException as exc:
                     self._fail("consume", exc)
                 started = time.perf_counter()
@@ -256,16 +260,20 @@ class IngestLoop:
                 now = time.monotonic()
                 since = now - last_commit
                 # Held partials are checkpointed at once when we are caught up (the decider waits
-                # for them); a full batch means more input is waiting, so the pacing rules.
+                # for them); a full batch means more input is waiting, so the pacing rules.  Pacing
+                # keeps snapshots to a share of the thread's busy time: with nothing fetched the
+                # thread is idle, so what pacing held back is snapshotted now, a slice at a time.
                 early = (
                     self.checkpoints.holding and len(msgs) < self.batch_size and since >= _MIN_COMMIT_GAP_S
                 )
-                if since >= self.commit_interval_s or early:
+                spare = not msgs and bool(self.checkpoints.dirty)
+                if since >= self.commit_interval_s or early or (spare and since >= _MIN_COMMIT_GAP_S):
                     self.metrics.stages.lap("other")
                     if early:
                         self._commit(0.0, held=True)
                     else:
-                        self._commit(CHECKPOINT_SLICE_S if self.checkpoints.due(now) else None)
+                        due = spare or self.checkpoints.due(now)
+                        self._commit(CHECKPOINT_SLICE_S if due else None)
                     self.metrics.stages.lap("transactions")
                     last_commit = time.monotonic()
             self._commit()
