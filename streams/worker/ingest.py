@@ -19,7 +19,7 @@ time in the next).  This loop decides when to commit: when caught up, a window c
 checkpoints the partitions holding partials at once (at most every ``_MIN_COMMIT_GAP_S``);
 while catching up, checkpoints are spaced so that snapshotting takes at most
 ``SNAPSHOT_BUDGET`` of the thread, partitions holding partials first; once a batch comes back
-empty, the partitions pacing held back are snapshotted in the idle time.  Commits in between
+empty, the partitions pacing held back are snapshotted in the idle time, a slice at a time.  Commits in between
 (every ``commit_interval_s``) carry heartbeats, which name a partition's watermark as of its
 last checkpoint.  Consumers of ``partials`` read committed only.
 
@@ -67,6 +67,9 @@ log = logging.getLogger("fleetgate.ingest")
 
 INPUT_TOPICS = ("telemetry", "acks", "device-commands")
 _MIN_COMMIT_GAP_S = 0.05  # checkpoints for held partials when caught up, at most this often
+# Between idle-time checkpoint slices (each at least one partition's snapshot, so their rate is
+# bounded by the snapshots), the consumer is asked for new input this long.
+_IDLE_GLANCE_S = 0.005
 
 
 class IngestLoop:
@@ -249,8 +252,8 @@ class IngestLoop:
             while not stop.is_set():
                 self._poll_plans()
                 try:
-                    # With snapshots to take in idle time, look again soon rather than wait.
-                    timeout = _MIN_COMMIT_GAP_S if spare else 0.1
+                    # With snapshots to take in idle time, only glance for new input.
+                    timeout = _IDLE_GLANCE_S if spare else 0.1
                     msgs = consumer.consume(num_messages=self.batch_size, timeout=timeout)
                 except KafkaException as exc:
                     self._fail("consume", exc)
@@ -267,7 +270,7 @@ class IngestLoop:
                     self.checkpoints.holding and len(msgs) < self.batch_size and since >= _MIN_COMMIT_GAP_S
                 )
                 spare = not msgs and bool(self.checkpoints.dirty)
-                if since >= self.commit_interval_s or early or (spare and since >= _MIN_COMMIT_GAP_S):
+                if since >= self.commit_interval_s or early or spare:
                     self.metrics.stages.lap("other")
                     if early:
                         self._commit(0.0, held=True)
