@@ -19,9 +19,9 @@ time in the next).  This loop decides when to commit: when caught up, a window c
 checkpoints the partitions holding partials at once (at most every ``_MIN_COMMIT_GAP_S``);
 while catching up, checkpoints are spaced so that snapshotting takes at most
 ``SNAPSHOT_BUDGET`` of the thread, partitions holding partials first; once a batch comes back
-empty, the partitions pacing held back are snapshotted in the idle time, a slice at a time.  Commits in between
-(every ``commit_interval_s``) carry heartbeats, which name a partition's watermark as of its
-last checkpoint.  Consumers of ``partials`` read committed only.
+empty, the partitions pacing held back are snapshotted in the idle time, a slice at a time.
+Commits in between (every ``commit_interval_s``) carry heartbeats, which name a partition's
+watermark as of its last checkpoint.  Consumers of ``partials`` read committed only.
 
 Batches are decoded into the mergers by :mod:`streams.worker.intake`; a lost transaction
 restarts the loop from the last commit (:mod:`streams.worker.restarts`); the clients'

@@ -10,8 +10,8 @@ broker is back, and the distinct decisions and final cohort health equal the ref
 
 Under heavy CPU load the cohort health can differ (docs/operations.md, known issue); to
 reproduce: start ``sh -c 'while :; do :; done' &`` three times, then run
-``pytest "tests/faults/test_broker_restart.py::test_broker_outage_mid_stream[sigterm]"`` about
-eight times (each run keeps its private broker's data and the worker log under ``--basetemp``).
+``pytest --basetemp=DIR "tests/faults/test_broker_restart.py::test_broker_outage_mid_stream[sigterm]"``
+about eight times, a new DIR each time (it keeps the run's private broker data and worker log).
 """
 
 from __future__ import annotations
