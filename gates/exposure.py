@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gates.aggregates import VERSION_WIDE
 from gates.clock import corrected
-from gates.devices import CLEARED, COUNTED
+from gates.devices import CLEARED, COUNTED, DeviceState
 from gates.events import Ack, AckStatus, CommandKind, DecodeErrorCount, DeviceCommand
 from gates.telemetry_fold import TelemetryFold
 
@@ -19,11 +19,9 @@ class ExposureFold(TelemetryFold):
     def _ack(self, ev: Ack) -> None:
         dev = self._device(ev.device_id)
         t, skewed = corrected(dev, ev.event_time_ms, ev.ingest_time_ms, self._skew)
-        rid = ev.rollout_id
+        rid = ev.rollout_id if ev.rollout_id is not None else self._unnamed_rollout(dev)
         if rid is None:
-            if not dev.exposures:
-                return
-            rid = dev.exposures[-1].rollout_id
+            return  # a legacy ack of a device no known rollout selected: nothing it could count for
         m = self._membership(dev, rid)
         exp = dev.exposure(rid)
         if exp is None:
@@ -61,6 +59,20 @@ class ExposureFold(TelemetryFold):
         if status is AckStatus.APPLIED and (exp.applied_at is None or t < exp.applied_at):
             self._move(key, "applied", exp.applied_at, t)
             exp.applied_at = t
+
+    def _unnamed_rollout(self, dev: DeviceState) -> str | None:
+        """The rollout a legacy ack (it names none) answers: that of the device's latest command.
+
+        The command and its ack come from different producers on different topics, so the ack
+        can be folded first; then the rollout that selected the device is the one (the latest
+        published, if several did), so the ack counts the same in either order.
+        """
+        if dev.exposures:
+            return dev.exposures[-1].rollout_id
+        if not dev.memb:
+            return None
+        latest = max(dev.memb, key=lambda m: (m.rollout.published_ms, m.rollout.rollout_id))
+        return latest.rollout.rollout_id
 
     def _command(self, ev: DeviceCommand) -> None:
         if ev.kind is not CommandKind.UPDATE:
