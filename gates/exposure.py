@@ -63,9 +63,9 @@ class ExposureFold(TelemetryFold):
     def _unnamed_rollout(self, dev: DeviceState) -> str | None:
         """The rollout a legacy ack (it names none) answers: that of the device's latest command.
 
-        The command and its ack come from different producers on different topics, so the ack
-        can be folded first; then the rollout that selected the device is the one (the latest
-        published, if several did), so the ack counts the same in either order.
+        The command and its ack live on different topics, which reach the broker in separate
+        batches in no fixed order, so the ack can be folded first; then the rollout that selected
+        the device is the one (the latest published, if several did): either order counts alike.
         """
         if dev.exposures:
             return dev.exposures[-1].rollout_id
