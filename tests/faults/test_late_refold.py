@@ -25,7 +25,6 @@ from gates.events import Ack, AckStatus, CohortHealth, Decision
 from streams.config import load_settings
 from tests.pipeline import fleet
 from tests.pipeline.harness import (
-    LATENESS_MS,
     WINDOW_MS,
     Scenario,
     WorkerProcess,
@@ -87,19 +86,25 @@ def test_crash_after_late_acks_loses_no_window(base_env: dict[str, str], unique:
     fleet.publish_plan(settings, fleet.plan(t0))
     log = tmp_path / "late.log"
     worker = WorkerProcess(env, log, "0", "--commit-interval", "30")
-    fleet.produce(settings, phase_a)
-    # Every window holding the outcome acks has closed before they are produced: they are late.
-    acked_window_end = (max(ts for _, _, ts in outcome_acks) // WINDOW_MS + 1) * WINDOW_MS
-    wait_for_watermark(settings, fleet.ROLLOUT, acked_window_end + LATENESS_MS, (worker,))
-    fleet.produce(settings, outcome_acks)
-    # The failed acks of the bad model roll the stage back once the decider has merged them.
-    read_topic(
-        settings,
-        "rollout-control",
-        until=lambda rs: any(isinstance(r, Decision) and r.action.value == "ROLLBACK" for r in rs),
-        workers=(worker,),
-    )
-    worker.kill9()
+    try:
+        fleet.produce(settings, phase_a)
+        # Every window holding the outcome acks has closed before they are produced: they are
+        # late.  A partition's watermark (event time minus the allowed lateness) moves when it
+        # closes a window, so the rollout's reaches the acked window's end exactly when every
+        # partition has closed that window; one lateness more would need the next window closed,
+        # which phase A reaches or not depending on how t0 (now) falls on the window grid.
+        acked_window_end = (max(ts for _, _, ts in outcome_acks) // WINDOW_MS + 1) * WINDOW_MS
+        wait_for_watermark(settings, fleet.ROLLOUT, acked_window_end, (worker,))
+        fleet.produce(settings, outcome_acks)
+        # The failed acks of the bad model roll the stage back once the decider has merged them.
+        read_topic(
+            settings,
+            "rollout-control",
+            until=lambda rs: any(isinstance(r, Decision) and r.action.value == "ROLLBACK" for r in rs),
+            workers=(worker,),
+        )
+    finally:
+        worker.kill9()
 
     worker = WorkerProcess(env, log)
     try:
