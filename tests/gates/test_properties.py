@@ -86,8 +86,8 @@ def test_shuffling_within_allowed_lateness_same_decisions(fleet: Fleet, seed: in
 
 def _legacy_acks_at_their_commands(events: list[object], ack_first: bool) -> list[object]:
     """Each ack in the legacy v1 shape (no rollout id) at its command's time, right after the
-    command or (`ack_first`) right before it: the two come from different producers on
-    different topics, so a live fold can see either order."""
+    command or (`ack_first`) right before it: the two live on different topics, which reach
+    the broker in separate batches in no fixed order, so a live fold can see either order."""
     issued = {e.device_id: e.issued_at_ms for e in events if isinstance(e, DeviceCommand)}
     acks: dict[str, Ack] = {}
     for e in events:
